@@ -1,0 +1,197 @@
+"""ResNet V2 (pre-activation) networks: the depth table, the two residual units, and the network.
+
+The ImageNet family is the classic slim `resnet_v2_50/101/152/200` layer for layer (parameter counts equal,
+tests pin them); the CIFAR family is the classic CIFAR `resnet_model.py` (He et al., "Identity Mappings in Deep
+Residual Networks", 2016). Layer names are stable so checkpoints survive refactors.
+"""
+import dataclasses
+
+import keras
+from keras import layers
+
+# The chapter's `resnet_arg_scope`: batch norm with decay 0.997, epsilon 1e-5 and a learned scale.
+BN_MOMENTUM = 0.997
+BN_EPSILON = 1e-5
+
+# ImageNet family: depth -> (unit, units per stage). Filters and strides are shared by every depth of a unit.
+IMAGENET_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+}
+# Output depth of each stage; a bottleneck unit's inner width is a quarter of it (slim's depth_bottleneck).
+IMAGENET_FILTERS = {"basic": (64, 128, 256, 512), "bottleneck": (256, 512, 1024, 2048)}
+# slim puts the stride-2 on the *last* unit of stages 1-3: Block('block1', [(256, 64, 1)] * 2 + [(256, 64, 2)]).
+IMAGENET_STRIDES = (2, 2, 2, 1)
+
+# CIFAR family: depth = units_per_stage * layers_per_unit * 3 + 2 (stem conv + logits).
+CIFAR_LAYERS_PER_UNIT = {"basic": 2, "bottleneck": 3}
+CIFAR_FILTERS = {"basic": (16, 32, 64), "bottleneck": (64, 128, 256)}
+# The classic CIFAR code strides the *first* unit of stages 2 and 3.
+CIFAR_STRIDES = (1, 2, 2)
+CIFAR_STEM_FILTERS = 16
+# Depths that fit both rules (depth - 2 divisible by 18) follow the classic names: ResNet-20/56/110 are basic,
+# ResNet-164 is bottleneck ("Identity Mappings", sec. 4), so bottleneck wins from this depth on.
+CIFAR_BOTTLENECK_FROM = 164
+
+SMALL_IMAGE_MAX = 64  # images up to this size get a 3x3 stride-1 stem without max-pool
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Everything that decides the network's shape, derived once from the user's choices."""
+    family: str             # 'imagenet' | 'cifar'
+    depth: int
+    unit: str               # 'basic' | 'bottleneck'
+    units: tuple            # units per stage
+    filters: tuple          # output depth per stage
+    strides: tuple          # stride per stage
+    stride_on_last: bool    # where in the stage the stride sits (slim: last unit; CIFAR code: first)
+    small_stem: bool        # 3x3 stride-1 stem, no max-pool (inputs <= 64 px)
+    stem_filters: int
+
+    def unit_strides(self, stage):
+        """Stride of each unit of `stage`."""
+        n, stride = self.units[stage], self.strides[stage]
+        where = n - 1 if self.stride_on_last else 0
+        return tuple(stride if i == where else 1 for i in range(n))
+
+
+def _valid_cifar_depths(unit, shown=6):
+    per_stage = CIFAR_LAYERS_PER_UNIT[unit] * 3
+    listed = [per_stage * n + 2 for n in range(1, shown + 1)]
+    return f"{', '.join(map(str, listed))}, ... ({per_stage}n+2)"
+
+
+def resolve(depth, unit="auto", arch="auto", width=1.0, image_size=224):
+    """Turns (depth, unit, arch, width, image size) into a Spec, or raises ValueError naming valid depths."""
+    if unit not in ("auto", "basic", "bottleneck"):
+        raise ValueError(f"--unit must be auto, basic or bottleneck, not {unit!r}")
+    if arch not in ("auto", "cifar", "imagenet"):
+        raise ValueError(f"--arch must be auto, cifar or imagenet, not {arch!r}")
+    if width <= 0:
+        raise ValueError(f"--width must be positive, not {width}")
+    if arch == "imagenet" or (arch == "auto" and depth in IMAGENET_DEPTHS):
+        return _resolve_imagenet(depth, unit, width, image_size)
+    return _resolve_cifar(depth, unit, width)
+
+
+def _resolve_imagenet(depth, unit, width, image_size):
+    if depth not in IMAGENET_DEPTHS or unit not in ("auto", IMAGENET_DEPTHS[depth][0]):
+        valid = [d for d, (u, _) in IMAGENET_DEPTHS.items() if unit in ("auto", u)]
+        raise ValueError(f"no ImageNet-family ResNet of depth {depth} with unit={unit}; "
+                         f"valid depths: {', '.join(map(str, valid))}")
+    unit, units = IMAGENET_DEPTHS[depth]
+    return Spec("imagenet", depth, unit, units, _widen(IMAGENET_FILTERS[unit], width), IMAGENET_STRIDES,
+                stride_on_last=True, small_stem=image_size <= SMALL_IMAGE_MAX, stem_filters=64)
+
+
+def _resolve_cifar(depth, requested_unit, width):
+    unit = requested_unit
+    if unit == "auto":
+        fits_basic, fits_bottleneck = (depth - 2) % 6 == 0, (depth - 2) % 9 == 0
+        prefer_bottleneck = fits_bottleneck and (not fits_basic or depth >= CIFAR_BOTTLENECK_FROM)
+        unit = "bottleneck" if prefer_bottleneck else "basic"
+    per_stage_layers = CIFAR_LAYERS_PER_UNIT[unit] * 3
+    if depth < per_stage_layers + 2 or (depth - 2) % per_stage_layers:
+        units = ("basic", "bottleneck") if requested_unit == "auto" else (unit,)
+        valid = "; ".join(f"{u} {_valid_cifar_depths(u)}" for u in units)
+        imagenet = f"; ImageNet family {', '.join(map(str, IMAGENET_DEPTHS))}" if requested_unit == "auto" else ""
+        raise ValueError(f"no CIFAR-family ResNet of depth {depth} with unit={requested_unit}; "
+                         f"valid depths: {valid}{imagenet}")
+    n = (depth - 2) // per_stage_layers
+    return Spec("cifar", depth, unit, (n, n, n), _widen(CIFAR_FILTERS[unit], width), CIFAR_STRIDES,
+                stride_on_last=False, small_stem=True, stem_filters=CIFAR_STEM_FILTERS)
+
+
+def _widen(filters, width):
+    return tuple(int(round(f * width)) for f in filters)
+
+
+def _batch_norm(name, sync):
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=sync, name=name)
+
+
+def _conv(filters, kernel, stride, name, use_bias=False):
+    # He initialization (variance scaling, fan-in, truncated normal), as slim's resnet_arg_scope.
+    return layers.Conv2D(filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
+                         use_bias=use_bias, kernel_initializer="he_normal", name=name)
+
+
+def _conv_same(x, filters, kernel, stride, name, use_bias=False):
+    """slim's conv2d_same: a strided conv pads explicitly and symmetrically, unlike TF's asymmetric SAME."""
+    if stride > 1:
+        pad = kernel - 1
+        x = layers.ZeroPadding2D(((pad // 2, pad - pad // 2),) * 2, name=name + "_pad")(x)
+    return _conv(filters, kernel, stride, name, use_bias)(x)
+
+
+def _shortcut(x, preact, filters, stride, name):
+    if x.shape[-1] == filters:
+        # Same depth: the input itself (not pre-activated), subsampled like slim's 1x1 max-pool of stride s.
+        return x if stride == 1 else layers.MaxPooling2D(1, stride, name=name + "_shortcut")(x)
+    # New depth: a 1x1 projection with bias and no BN, applied to the *pre-activated* input.
+    return _conv(filters, 1, stride, name + "_shortcut", use_bias=True)(preact)
+
+
+def bottleneck_unit(x, filters, stride, name, sync_bn=False):
+    """BN-ReLU, 1x1 (filters/4), BN-ReLU, 3x3 strided, BN-ReLU, 1x1 (filters, with bias); shortcut added."""
+    preact = layers.ReLU(name=name + "_preact_relu")(_batch_norm(name + "_preact_bn", sync_bn)(x))
+    shortcut = _shortcut(x, preact, filters, stride, name)
+    y = _conv(filters // 4, 1, 1, name + "_conv1")(preact)
+    y = layers.ReLU(name=name + "_conv1_relu")(_batch_norm(name + "_conv1_bn", sync_bn)(y))
+    y = _conv_same(y, filters // 4, 3, stride, name + "_conv2")
+    y = layers.ReLU(name=name + "_conv2_relu")(_batch_norm(name + "_conv2_bn", sync_bn)(y))
+    # The last conv has no BN after it (the next unit's pre-activation normalizes), so slim gives it a bias.
+    y = _conv(filters, 1, 1, name + "_conv3", use_bias=True)(y)
+    return layers.Add(name=name + "_add")([shortcut, y])
+
+
+def basic_unit(x, filters, stride, name, sync_bn=False):
+    """BN-ReLU, 3x3 strided, BN-ReLU, 3x3 (with bias); shortcut added."""
+    preact = layers.ReLU(name=name + "_preact_relu")(_batch_norm(name + "_preact_bn", sync_bn)(x))
+    shortcut = _shortcut(x, preact, filters, stride, name)
+    y = _conv_same(preact, filters, 3, stride, name + "_conv1")
+    y = layers.ReLU(name=name + "_conv1_relu")(_batch_norm(name + "_conv1_bn", sync_bn)(y))
+    y = _conv(filters, 3, 1, name + "_conv2", use_bias=True)(y)
+    return layers.Add(name=name + "_add")([shortcut, y])
+
+
+UNITS = {"basic": basic_unit, "bottleneck": bottleneck_unit}
+
+
+def stem(x, spec):
+    """v2 stem: a plain conv with bias; its BN-ReLU is the first unit's pre-activation."""
+    if spec.small_stem:
+        return _conv(spec.stem_filters, 3, 1, "stem_conv", use_bias=True)(x)
+    x = _conv_same(x, spec.stem_filters, 7, 2, "stem_conv", use_bias=True)
+    return layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+
+
+def build(spec, num_classes, image_size, sync_bn=False, name=None):
+    """The Keras functional model for `spec`: NHWC float images in, float32 logits out."""
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = stem(inputs, spec)
+    for stage in range(len(spec.units)):
+        for i, stride in enumerate(spec.unit_strides(stage)):
+            x = UNITS[spec.unit](x, spec.filters[stage], stride, f"stage{stage + 1}_unit{i + 1}", sync_bn)
+    # v2 "postnorm": the last unit's output has not been normalized yet.
+    x = layers.ReLU(name="postnorm_relu")(_batch_norm("postnorm_bn", sync_bn)(x))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    # Logits stay float32 under mixed precision, so the softmax and loss are computed in full precision.
+    logits = layers.Dense(num_classes, kernel_initializer="he_normal", dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=name or f"resnet_v2_{spec.depth}")
+
+
+def create(depth, num_classes, image_size, unit="auto", arch="auto", width=1.0, sync_bn=False):
+    """Resolves the choices and builds the model; raises ValueError for an impossible depth."""
+    spec = resolve(depth, unit, arch, width, image_size)
+    return build(spec, num_classes, image_size, sync_bn), spec
+
+
+def weight_decay_variables(model):
+    """The variables L2 weight decay applies to: conv and dense kernels (not biases, not BN)."""
+    return [layer.kernel for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.Dense))]

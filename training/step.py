@@ -1,0 +1,64 @@
+"""The per-replica train and eval steps. Each returns *sums* over its examples, so that adding the replicas'
+results (ReduceOp.SUM) and dividing by the example count gives exact global means."""
+import tensorflow as tf
+
+import model as resnet
+
+
+def cross_entropy(labels, logits, label_smoothing=0.0):
+    """Per-example softmax cross-entropy in float32, with optional label smoothing."""
+    num_classes = logits.shape[-1]
+    targets = tf.one_hot(labels, num_classes)
+    if label_smoothing:
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+    return tf.nn.softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))
+
+
+def l2_term(model, weight_decay):
+    """weight_decay * sum(w^2) / 2 over conv and dense kernels: the classic `tf.nn.l2_loss` regularizer."""
+    kernels = resnet.weight_decay_variables(model)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(k, tf.float32)) for k in kernels])
+
+
+def make_train_step(model, optimizer, *, global_batch_size, weight_decay, label_smoothing=0.0):
+    """Returns step(images, labels) -> dict of sums, to be run once per replica.
+
+    Calling the model in training mode also updates the batch-norm moving statistics (Keras assigns them inside
+    the layer call), so every step that trains the weights also moves the statistics: TF1's UPDATE_OPS, built in.
+    """
+    def train_step(images, labels):
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = cross_entropy(labels, logits, label_smoothing)
+            # The one place the loss is scaled: mean over the *global* batch; gradients are then summed over
+            # replicas, so each replica contributes its 1/num_replicas share of the L2 term.
+            regularization = l2_term(model, weight_decay) / num_replicas
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size) + regularization
+            scaled_loss = optimizer.scale_loss(loss)  # float16 loss scaling; identity otherwise
+        grads = tape.gradient(scaled_loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return {"cross_entropy": tf.reduce_sum(per_example),
+                "l2": regularization,
+                "correct": tf.reduce_sum(_correct(labels, logits, 1)),
+                "examples": tf.cast(tf.shape(labels)[0], tf.float32)}
+    return train_step
+
+
+def make_eval_step(model, num_classes):
+    """Returns step(images, labels, weights) -> dict of weighted sums; weight-0 examples are padding."""
+    def eval_step(images, labels, weights):
+        logits = model(images, training=False)
+        labels = tf.maximum(labels, 0)  # padding may carry label -1; its weight is 0
+        correct = _correct(labels, logits, 1) * weights
+        return {"cross_entropy": tf.reduce_sum(cross_entropy(labels, logits) * weights),
+                "correct": tf.reduce_sum(correct),
+                "correct_top5": tf.reduce_sum(_correct(labels, logits, min(5, num_classes)) * weights),
+                "examples": tf.reduce_sum(weights),
+                "class_correct": tf.math.unsorted_segment_sum(correct, labels, num_classes),
+                "class_examples": tf.math.unsorted_segment_sum(weights, labels, num_classes)}
+    return eval_step
+
+
+def _correct(labels, logits, k):
+    return tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), k), tf.float32)

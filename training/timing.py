@@ -1,0 +1,64 @@
+"""The book chapter's `time_tensorflow_run` on our models: forward, forward-backward and full train steps."""
+import datetime
+import math
+import time
+
+import tensorflow as tf
+
+import model as resnet
+from training import optimizer as optim
+from training import step as steps
+
+MODES = {"forward": "Forward", "forward_backward": "Forward-backward", "train": "Train"}
+
+
+def make_workload(net, mode, batch_size, image_size, num_classes, xla=False):
+    """A tf.function running one batch of `mode` on fixed random inputs, as the chapter's benchmark does."""
+    images = tf.random.normal((batch_size, image_size, image_size, 3))
+    labels = tf.random.uniform((batch_size,), maxval=num_classes, dtype=tf.int32)
+    if mode == "forward":
+        # The chapter times inference: resnet_arg_scope(is_training=False).
+        def run():
+            return net(images, training=False)
+    elif mode == "forward_backward":
+        # The chapter's protocol: an l2 loss on the logits, gradients of every trainable variable.
+        def run():
+            with tf.GradientTape() as tape:
+                objective = tf.nn.l2_loss(tf.cast(net(images, training=True), tf.float32))
+            return tape.gradient(objective, net.trainable_variables)
+    elif mode == "train":
+        schedule = optim.Schedule(base_lr=0.1, total_steps=1)
+        opt = optim.create(schedule, momentum=0.9, loss_scaling=net.dtype_policy.name == "mixed_float16")
+        opt.build(net.trainable_variables)
+        train_step = steps.make_train_step(net, opt, global_batch_size=batch_size, weight_decay=1e-4)
+
+        def run():
+            return train_step(images, labels)
+    else:
+        raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return tf.function(run, jit_compile=xla)
+
+
+def time_run(fn, info_string, num_batches, warmup_steps=10, out=print):
+    """Runs fn warmup_steps + num_batches times and prints the chapter's lines; returns (mean, std) seconds."""
+    total, total_squared = 0.0, 0.0
+    for i in range(num_batches + warmup_steps):
+        start = time.perf_counter()
+        # .numpy() on one output waits for the device, so the duration covers the whole batch.
+        tf.nest.map_structure(lambda t: t.numpy(), tf.nest.flatten(fn())[:1])
+        duration = time.perf_counter() - start
+        if i >= warmup_steps:
+            if not (i - warmup_steps) % 10:
+                out(f"{datetime.datetime.now()}: step {i - warmup_steps}, duration = {duration:.3f}")
+            total += duration
+            total_squared += duration * duration
+    mean = total / num_batches
+    std = math.sqrt(max(total_squared / num_batches - mean * mean, 0.0))
+    out(f"{datetime.datetime.now()}: {info_string} across {num_batches} steps, {mean:.3f} +/- {std:.3f} sec / batch")
+    return mean, std
+
+
+def flops_per_batch(net, mode, batch_size):
+    """FLOPs (2 per multiply-add) of one batch; the backward pass is counted as twice the forward, as usual."""
+    forward = 2 * resnet.flops_per_image(net) * batch_size
+    return forward if mode == "forward" else 3 * forward
