@@ -111,8 +111,24 @@ def _widen(filters, width):
     return tuple(int(round(f * width)) for f in filters)
 
 
+@keras.saving.register_keras_serializable(package="resnet_v2")
+class BatchNormalization(layers.BatchNormalization):
+    """Keras batch norm whose moving statistics are averaged over replicas at every update.
+
+    Keras 3 creates them with aggregation 'none', and under MirroredStrategy each replica then moves its own copy
+    while checkpoints save only the first: the statistics drift apart silently. With 'mean' each update is
+    all-reduced, so every replica holds the same moving average of the replicas' batch statistics. Variable names
+    are Keras' own, so checkpoints are unaffected.
+    """
+
+    def add_weight(self, *args, **kwargs):
+        if not kwargs.get("trainable", True):
+            kwargs.setdefault("aggregation", "mean")
+        return super().add_weight(*args, **kwargs)
+
+
 def _batch_norm(name, sync):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=sync, name=name)
+    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=sync, name=name)
 
 
 def _conv(filters, kernel, stride, name, use_bias=False):

@@ -1,0 +1,38 @@
+"""Evaluates a train.py run on its full test split and writes <model_dir>/eval/metrics.json.
+
+    python eval.py --model_dir=runs/cifar10_resnet_v2_50
+    python eval.py --model_dir=runs/cifar10_resnet_v2_50 --watch   # each new checkpoint, until the final one
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (e.g. DIR/ckpt-390); default: the latest.")
+flags.DEFINE_string("dataset", None, "Evaluate on this dataset instead of the run's (same classes).")
+flags.DEFINE_string("data_dir", None, "tfds data directory, if it moved since training.")
+flags.DEFINE_integer("batch_size", None, "Global eval batch size (default: the run's).")
+flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint once as training writes them; stop after the final.")
+flags.DEFINE_float("timeout", 3600, "With --watch: give up after this many seconds without a new checkpoint.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import data
+    import flags.logs
+    from training import checkpoint_eval, strategy
+    flags.logs.quiet()
+    config = checkpoint_eval.EvalConfig(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.dataset, FLAGS.data_dir,
+                                        FLAGS.batch_size, FLAGS.watch, FLAGS.timeout)
+    try:
+        checkpoint_eval.run(config)
+    except (checkpoint_eval.EvalError, data.DataError, strategy.StrategyError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

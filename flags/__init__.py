@@ -1,0 +1,59 @@
+"""Command-line flags of train.py and eval.py, and the one place they become a frozen training Config."""
+from absl import flags
+
+from flags import logs, recipes
+from flags.config import ConfigError, make_config
+
+__all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "logs", "make_config", "recipes"]
+
+
+def define_data_flags():
+    flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, imagenet2012, another tfds image dataset "
+                        "(imagenette, oxford_flowers102, ...) or folder:/path with train/<class>/ and test/<class>/.")
+    flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds' own, or $TFDS_DATA_DIR).")
+    flags.DEFINE_integer("image_size", None, "Model input size (default: 32 for small-image datasets, else 224).")
+    flags.DEFINE_bool("strict", False, "Stop at the first unreadable image of a folder dataset instead of skipping it.")
+    flags.DEFINE_integer("batch_size", None, "Global batch size, split over replicas "
+                         "(default: the recipe's, 128 for small images, 256 for large).")
+
+
+def define_model_flags():
+    flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard events, config.json "
+                        "(default: runs/<dataset>_resnet_v2_<depth>).")
+    flags.DEFINE_integer("depth", 50, "ResNet depth: 18, 34, 50, 101, 152, 200, or a CIFAR depth 6n+2 / 9n+2.")
+    flags.DEFINE_enum("unit", "auto", ["auto", "basic", "bottleneck"], "Residual unit.")
+    flags.DEFINE_enum("arch", "auto", ["auto", "cifar", "imagenet"], "Network family (auto: by depth).")
+    flags.DEFINE_float("width", 1.0, "Width multiplier on every stage's filters (wide ResNets).")
+    flags.DEFINE_bool("sync_bn", False, "Synchronized batch norm: statistics over the global batch, not per replica.")
+
+
+def define_training_flags():
+    r = recipes.BASE
+    flags.DEFINE_float("train_epochs", None, f"Epochs to train (default: the recipe's, {r['train_epochs']} for small "
+                       "images, 90 for large).")
+    flags.DEFINE_integer("train_steps", None, "Steps to train; overrides --train_epochs.")
+    flags.DEFINE_float("learning_rate", None, "Base learning rate at batch 128 (small images) or 256 (large), "
+                       f"scaled linearly with --batch_size (default {r['learning_rate']}).")
+    flags.DEFINE_enum("lr_schedule", "piecewise", ["piecewise", "cosine"], "Learning-rate schedule after warm-up.")
+    flags.DEFINE_list("lr_decay_epochs", None, "Epochs where a piecewise schedule multiplies the rate by 0.1 "
+                      "(default: 91,136 for small images, 30,60,80 for large).")
+    flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epochs (default: 0 for small images, 5 for large).")
+    flags.DEFINE_float("momentum", r["momentum"], "SGD momentum.")
+    flags.DEFINE_bool("nesterov", False, "Nesterov momentum.")
+    flags.DEFINE_float("weight_decay", None, "L2 weight decay on conv and dense kernels "
+                       "(default: 2e-4 for small images, 1e-4 for large).")
+    flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy.")
+    flags.DEFINE_float("epochs_between_evals", 1.0, "Evaluate on the test split this often, and at the end.")
+    flags.DEFINE_integer("steps_per_loop", 20, "Train steps per tf.function call (less host overhead on GPUs).")
+    flags.DEFINE_integer("log_every_steps", 100, "Console line and TensorBoard scalars every this many steps.")
+    flags.DEFINE_integer("keep_checkpoints", 5, "Most recent checkpoints kept (one is written every epoch).")
+    flags.DEFINE_integer("seed", 0, "Seed of the initialization, data order and augmentation.")
+    flags.DEFINE_bool("deterministic", False, "Deterministic ops and input order (slower).")
+    flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+                      "Compute dtype; variables stay float32 (float16 uses dynamic loss scaling).")
+    flags.DEFINE_bool("xla", False, "Compile the per-replica train step with XLA.")
+    flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
+                      "auto: MirroredStrategy on 2+ GPUs, else one device; multi_worker reads TF_CONFIG.")
+    flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible; 0: CPU only).")
+    flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to try --strategy=mirrored "
+                         "without GPUs).")

@@ -1,0 +1,65 @@
+"""Turns parsed flags into the frozen training Config: recipe defaults filled in, epochs converted to steps once."""
+import os
+
+import data
+import model
+from flags import recipes
+from training.config import Config
+
+
+class ConfigError(ValueError):
+    """A flag value that can't work, with what to use instead."""
+
+
+def make_config(flag_values):
+    """(Config, DatasetInfo) from absl flag values; raises ConfigError or data.DataError with a one-line message."""
+    f = flag_values
+    _check_non_negative(f, "train_epochs", "train_steps", "learning_rate", "warmup_epochs", "weight_decay",
+                        "label_smoothing", "momentum")
+    _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
+                    "cpu_devices", "width")
+    info = data.get_info(f.dataset, f.data_dir, f.image_size, strict=f.strict)
+    try:
+        model.resolve(f.depth, f.unit, f.arch, f.width, info.image_size)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    recipe = recipes.recipe(info.small_images)
+    pick = lambda name: recipe[name] if getattr(f, name) is None else getattr(f, name)  # noqa: E731
+    batch_size = pick("batch_size")
+    steps_per_epoch = info.num_train // batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"--batch_size={batch_size} is larger than the {info.num_train} training examples")
+    decay_epochs = tuple(float(e) for e in pick("lr_decay_epochs"))
+    train_steps = f.train_steps if f.train_steps is not None else round(pick("train_epochs") * steps_per_epoch)
+    if train_steps <= 0:
+        raise ConfigError("nothing to train: give --train_steps or --train_epochs greater than 0")
+    return Config(
+        dataset=f.dataset, data_dir=f.data_dir, image_size=info.image_size, num_classes=info.num_classes,
+        strict=f.strict, model_dir=f.model_dir or os.path.join("runs", f"{_slug(f.dataset)}_resnet_v2_{f.depth}"),
+        depth=f.depth, unit=f.unit, arch=f.arch, width=f.width, sync_bn=f.sync_bn,
+        batch_size=batch_size, train_steps=train_steps, steps_per_epoch=steps_per_epoch,
+        learning_rate=pick("learning_rate"), lr_batch_denominator=recipe["lr_batch_denominator"],
+        lr_schedule=f.lr_schedule, lr_decay_epochs=decay_epochs, warmup_epochs=pick("warmup_epochs"),
+        momentum=f.momentum, nesterov=f.nesterov, weight_decay=pick("weight_decay"),
+        label_smoothing=f.label_smoothing, epochs_between_evals=f.epochs_between_evals,
+        steps_per_loop=f.steps_per_loop, log_every_steps=f.log_every_steps, keep_checkpoints=f.keep_checkpoints,
+        seed=f.seed, deterministic=f.deterministic, dtype=f.dtype, xla=f.xla, strategy=f.strategy,
+        num_gpus=f.num_gpus, cpu_devices=f.cpu_devices), info
+
+
+def _check_non_negative(f, *names):
+    for name in names:
+        value = getattr(f, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"--{name} must not be negative, got {value}")
+
+
+def _check_positive(f, *names):
+    for name in names:
+        value = getattr(f, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name} must be positive, got {value}")
+
+
+def _slug(dataset):
+    return dataset.rstrip("/").replace("folder:", "folder_").replace("/", "_").strip("_")

@@ -1,0 +1,11 @@
+"""Keeps the console to our own lines: absl INFO records from tfds, its progress bars and a tf.data warning."""
+import warnings
+
+from absl import logging
+
+
+def quiet():
+    logging.set_verbosity(logging.WARNING)
+    warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
+    import tensorflow_datasets as tfds
+    tfds.disable_progress_bar()

@@ -1,0 +1,36 @@
+"""Trains a ResNet V2; re-running the same command resumes the run from its latest checkpoint.
+
+    python train.py --dataset=cifar10 --depth=50
+    python train.py --dataset=imagenet2012 --depth=50 --data_dir=/data/tfds --num_gpus=8
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl.flags import FLAGS  # noqa: E402
+
+import flags  # noqa: E402
+
+flags.define_data_flags()
+flags.define_model_flags()
+flags.define_training_flags()
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags look like --depth=50")
+    import data
+    from training import loop, strategy
+    flags.logs.quiet()
+    strategy.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op touches the devices
+    try:
+        config, info = flags.make_config(FLAGS)
+        loop.run(config, info)
+    except (flags.ConfigError, data.DataError, loop.TrainingError, strategy.StrategyError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

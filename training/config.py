@@ -1,0 +1,63 @@
+"""The one frozen config a run is made of. flags/ builds it from the command line; nothing else reads flags."""
+import dataclasses
+import json
+
+# Fields that decide the network's variables: a model_dir holding a checkpoint with other values can't be resumed.
+ARCHITECTURE_FIELDS = ("dataset", "depth", "unit", "arch", "width", "image_size", "num_classes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # data
+    dataset: str
+    data_dir: str | None
+    image_size: int
+    num_classes: int
+    strict: bool
+    # model
+    model_dir: str
+    depth: int
+    unit: str
+    arch: str
+    width: float
+    sync_bn: bool
+    # optimization (learning_rate is the base rate; `lr` below is after linear batch scaling)
+    batch_size: int
+    train_steps: int
+    steps_per_epoch: int
+    learning_rate: float
+    lr_batch_denominator: int
+    lr_schedule: str
+    lr_decay_epochs: tuple
+    warmup_epochs: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    label_smoothing: float
+    # loop
+    epochs_between_evals: float
+    steps_per_loop: int
+    log_every_steps: int
+    keep_checkpoints: int
+    seed: int
+    deterministic: bool
+    # devices and numerics
+    dtype: str
+    xla: bool
+    strategy: str
+    num_gpus: int | None
+    cpu_devices: int
+
+    @property
+    def lr(self):
+        return self.learning_rate * self.batch_size / self.lr_batch_denominator
+
+    @property
+    def eval_every_steps(self):
+        return max(1, round(self.epochs_between_evals * self.steps_per_epoch))
+
+    def architecture(self):
+        return {f: getattr(self, f) for f in ARCHITECTURE_FIELDS}
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -1,0 +1,41 @@
+"""Evaluation over a whole split: every example counted exactly once, whatever the replicas and batch size."""
+import numpy as np
+import tensorflow as tf
+
+import data
+from training import step as steps
+
+
+class Evaluator:
+    """Runs the eval step over the distributed eval split inside one tf.function and sums the replicas."""
+
+    def __init__(self, strategy, model, info, batch_size, data_dir=None):
+        self.strategy = strategy
+        self.dataset = strategy.distribute_datasets_from_function(
+            lambda ctx: data.make_eval_dataset(info, data_dir=data_dir, global_batch_size=batch_size,
+                                               input_context=ctx))
+        eval_step = steps.make_eval_step(model, info.num_classes)
+
+        zero, zeros = tf.constant(0.0), tf.zeros([info.num_classes])
+        initial = {"cross_entropy": zero, "correct": zero, "correct_top5": zero, "examples": zero,
+                   "class_correct": zeros, "class_examples": zeros}
+
+        @tf.function
+        def evaluate(dataset):
+            totals = initial
+            for batch in dataset:
+                sums = strategy.run(eval_step, args=batch)
+                totals = {k: totals[k] + strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                          for k, v in sums.items()}
+            return totals
+
+        self._evaluate = evaluate
+
+    def __call__(self):
+        """{'top_1', 'top_5', 'loss', 'num_examples', 'per_class_accuracy'} over the full split."""
+        sums = {k: v.numpy() for k, v in self._evaluate(self.dataset).items()}
+        n = float(sums["examples"])
+        per_class = sums["class_correct"] / np.maximum(sums["class_examples"], 1.0)
+        return {"top_1": float(sums["correct"] / n), "top_5": float(sums["correct_top5"] / n),
+                "loss": float(sums["cross_entropy"] / n), "num_examples": int(round(n)),
+                "per_class_accuracy": [float(a) for a in per_class]}

@@ -1,0 +1,61 @@
+"""Which tf.distribute strategy runs the steps: one device, many GPUs, many machines, or a TPU."""
+import os
+
+import tensorflow as tf
+
+KINDS = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+class StrategyError(ValueError):
+    """A device or cluster setup that can't work, with what to do about it."""
+
+
+def split_cpu(num_devices):
+    """Splits the CPU into logical devices, so MirroredStrategy can be tried without GPUs. Call before any op."""
+    if num_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+        except RuntimeError:
+            pass  # already initialized (e.g. split by the tests); the existing devices are used
+
+
+def create(kind="auto", num_gpus=None):
+    """The strategy for `kind`; num_gpus limits the GPUs used (None: all visible, 0: CPU only)."""
+    if kind not in KINDS:
+        raise StrategyError(f"--strategy must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise StrategyError("--strategy=multi_worker needs TF_CONFIG describing the cluster; see README 'Multi-worker'")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if num_gpus is not None:
+        if num_gpus > len(gpus):
+            raise StrategyError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible")
+        gpus = gpus[:num_gpus]
+    if kind == "auto":
+        kind = "mirrored" if len(gpus) >= 2 else "one_device"
+    if kind == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+    devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def is_chief(strategy):
+    """True on the one worker that writes checkpoints, summaries and config (always true off multi-worker)."""
+    return strategy.extended.should_checkpoint
+
+
+def worker_id(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return getattr(resolver, "task_id", 0) or 0
+
+
+def describe(strategy):
+    devices = getattr(strategy.extended, "worker_devices", ())
+    return f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}"

@@ -1,0 +1,74 @@
+"""What a run shows: TensorBoard scalars, images, text and hparams under model_dir, and console progress."""
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams
+
+
+def writers(model_dir, chief):
+    """(train, eval) summary writers; no-ops off the chief, so only one worker writes events."""
+    if not chief:
+        return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
+    return (tf.summary.create_file_writer(os.path.join(model_dir, "train")),
+            tf.summary.create_file_writer(os.path.join(model_dir, "eval")))
+
+
+def scalars(writer, step, values):
+    with writer.as_default(step=step):
+        for name, value in values.items():
+            tf.summary.scalar(name, value)
+    writer.flush()
+
+
+def config_summary(writer, config):
+    """The resolved config as a text table and in the hparams dashboard, once per run."""
+    fields = json.loads(config.to_json())
+    table = "\n".join(["| flag | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in fields.items()])
+    simple = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in fields.items()}
+    with writer.as_default(step=0):
+        tf.summary.text("config", table)
+        hparams.hparams(simple)
+    writer.flush()
+
+
+def image_grid(writer, images, mean, std, step=0, columns=4):
+    """The first augmented inputs, de-normalized and tiled into one grid image."""
+    images = np.clip(images * np.asarray(std) + np.asarray(mean), 0, 255) / 255.0
+    n = (len(images) // columns) * columns or len(images)
+    images = images[:n]
+    rows = [np.concatenate(list(images[i:i + columns]), axis=1) for i in range(0, n, columns)]
+    with writer.as_default(step=step):
+        tf.summary.image("augmented_inputs", np.concatenate(rows, axis=0)[None], max_outputs=1)
+    writer.flush()
+
+
+class Progress:
+    """Console lines at each log step: step/total, loss, top-1, lr, images/s and ETA."""
+
+    def __init__(self, total_steps, batch_size, start_step, out=print):
+        self.total, self.batch_size, self.out = total_steps, batch_size, out
+        self.start_time = self.last_time = time.perf_counter()
+        self.start_step = self.last_step = start_step
+
+    def log(self, step, metrics, lr):
+        now = time.perf_counter()
+        steps_per_s = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        eta = (self.total - step) / max(steps_per_s, 1e-9)
+        self.out(f"step {step}/{self.total}  loss {metrics['loss']:.4f}  top-1 {metrics['top_1']:.4f}  "
+                 f"lr {lr:.5f}  {steps_per_s * self.batch_size:.1f} images/s  ETA {_duration(eta)}")
+        return steps_per_s
+
+    def images_per_second(self, step):
+        return (step - self.start_step) * self.batch_size / max(self.elapsed(), 1e-9)
+
+    def elapsed(self):
+        return time.perf_counter() - self.start_time
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
