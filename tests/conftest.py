@@ -30,3 +30,18 @@ def two_replica_strategy():
 @pytest.fixture
 def two_replicas():
     return two_replica_strategy()
+
+
+SHARED_SUBSET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             "shared", "data", "cifar-10-subset-binary.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def cifar_subset_dir(tmp_path_factory):
+    """A tfds data_dir holding cifar10 prepared offline from the shared subset archive (4068 train / 1017 test)."""
+    import subprocess
+    data_dir = tmp_path_factory.mktemp("tfds")
+    subprocess.run([sys.executable, "-m", "data.prepare", "cifar10", f"--archive={SHARED_SUBSET}",
+                    f"--data_dir={data_dir}", "--allow_unverified"], check=True, capture_output=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return str(data_dir)

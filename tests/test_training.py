@@ -136,7 +136,7 @@ def test_cosine_schedule():
 
 def make_config(**overrides):
     base = dict(dataset="cifar10", data_dir=None, image_size=32, num_classes=10, strict=False, model_dir="/tmp/x",
-                depth=8, unit="auto", arch="auto", width=1.0, sync_bn=False, batch_size=128, train_steps=1000,
+                depth=8, unit="auto", arch="auto", width=1.0, sync_bn=False, bn_momentum=0.997, batch_size=128, train_steps=1000,
                 steps_per_epoch=390, learning_rate=0.1, lr_batch_denominator=128, lr_schedule="piecewise",
                 lr_decay_epochs=(91.0, 136.0), warmup_epochs=0.0, momentum=0.9, nesterov=False, weight_decay=2e-4,
                 label_smoothing=0.0, epochs_between_evals=1.0, steps_per_loop=20, log_every_steps=100,

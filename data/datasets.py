@@ -1,0 +1,199 @@
+"""Dataset names -> DatasetInfo, and one split of a dataset as examples the pipeline can read (tfds or folder)."""
+import dataclasses
+import difflib
+import socket
+import threading
+import urllib.parse
+from typing import Callable, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from data import folder
+from data.info import (DEFAULT_LARGE_IMAGE_SIZE, DEFAULT_NORMALIZATION, NORMALIZATION, SMALL_IMAGE_MAX_SIDE,
+                       DataError, DatasetInfo)
+
+FOLDER_PREFIX = "folder:"
+KNOWN_DATASETS = ("cifar10", "cifar100", "imagenet2012", "folder:/path",
+                  "or any tfds image-classification dataset (e.g. imagenette, oxford_flowers102)")
+# Long enough for a TCP handshake on a slow link, short enough that an offline machine answers promptly.
+REACHABILITY_TIMEOUT_S = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split. `records` yields (raw, label) in a fixed order; `lookup(index)` gives the same by index when
+    the split is addressable (in memory, or a file list). raw is a uint8 image for small-image datasets
+    (decoded once, held in memory) and encoded image bytes otherwise."""
+    size: int
+    records: tf.data.Dataset
+    lookup: Optional[Callable] = None
+
+
+def get_info(dataset: str, data_dir: Optional[str] = None, image_size: Optional[int] = None, *,
+             strict: bool = False) -> DatasetInfo:
+    """Describes a dataset, preparing it first if it is a tfds dataset that can be downloaded.
+
+    Args:
+      dataset: 'cifar10', 'cifar100', 'imagenet2012', another tfds image-classification name, or 'folder:/path'.
+      data_dir: tfds data dir (None: tfds default, which honours TFDS_DATA_DIR); folders cache there if read-only.
+      image_size: model input size for large images (default 224); small images keep their own size.
+      strict: folders only: the first unreadable image file is a DataError instead of being skipped.
+
+    Returns:
+      A DatasetInfo.
+
+    Raises:
+      DataError: unknown dataset, dataset not prepared and no network, or a problem with a folder.
+    """
+    if dataset.startswith(FOLDER_PREFIX):
+        return folder.get_info(dataset[len(FOLDER_PREFIX):], data_dir, image_size, strict=strict)
+    builder = _builder(dataset, data_dir)
+    if not builder.is_prepared():
+        _download_or_explain(builder, dataset, data_dir)
+    return _tfds_info(dataset, builder, image_size)
+
+
+def load_split(info: DatasetInfo, split: str, data_dir: Optional[str] = None, *,
+               shuffle_seed: Optional[int] = None) -> Split:
+    """Reads one split of the dataset `info` describes. shuffle_seed shuffles the order of a streamed split's
+    files (the same order every epoch); addressable splits ignore it."""
+    if info.name.startswith(FOLDER_PREFIX):
+        paths, labels = folder.read_split(info.name[len(FOLDER_PREFIX):], split, data_dir)
+        files = tf.data.Dataset.from_tensor_slices((paths, labels))
+        if info.small_images:
+            return _in_memory(files.map(_read_image_file, num_parallel_calls=tf.data.AUTOTUNE), info, split)
+        _expect_size(info, split, len(labels))
+        paths, labels = tf.constant(paths), tf.constant(labels, tf.int32)
+        return Split(len(labels), files.map(lambda p, y: (tf.io.read_file(p), y)),
+                     lambda i: (tf.io.read_file(tf.gather(paths, i)), tf.gather(labels, i)))
+    builder = _builder(info.name, data_dir)
+    if info.small_images:
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return _in_memory(ds.map(lambda ex: (ex["image"], ex["label"])), info, split)
+    # Large images stay encoded so training can decode only the random crop (tf.image.decode_and_crop_jpeg).
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, shuffle_reshuffle_each_iteration=False)
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None, read_config=read_config,
+                            decoders={"image": tfds.decode.SkipDecoding()})
+    num_examples = info.num_train if split == info.train_split else info.num_eval
+    return Split(num_examples, ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32))))
+
+
+def _read_image_file(path, label):
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), label
+
+
+def _in_memory(examples: tf.data.Dataset, info: DatasetInfo, split: str) -> Split:
+    """Decodes a small-image split once into uint8 [n, S, S, 3] (CIFAR-10 train: 150 MB) and int32 [n]."""
+    size = info.image_size
+
+    def to_rgb_square(image, label):
+        if image.shape[-1] == 1:  # e.g. a grayscale tfds dataset; folder images are decoded as RGB already
+            image = tf.image.grayscale_to_rgb(image)
+        image = image[:, :, :3]
+        if image.shape[0] != size or image.shape[1] != size:  # unknown or other size: only some folders
+            image = tf.cast(tf.image.resize(image, [size, size], antialias=True) + 0.5, tf.uint8)
+        return tf.ensure_shape(image, [size, size, 3]), tf.cast(label, tf.int32)
+
+    batches = examples.map(to_rgb_square, num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
+    arrays = list(batches.as_numpy_iterator())
+    images = np.concatenate([a[0] for a in arrays]) if arrays else np.zeros([0, size, size, 3], np.uint8)
+    labels = np.concatenate([a[1] for a in arrays]) if arrays else np.zeros([0], np.int32)
+    _expect_size(info, split, len(labels))
+    images, labels = tf.constant(images), tf.constant(labels)
+    return Split(len(labels), tf.data.Dataset.from_tensor_slices((images, labels)),
+                 lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+
+
+def _expect_size(info: DatasetInfo, split: str, size: int) -> None:
+    expected = info.num_train if split == info.train_split else info.num_eval
+    if size != expected:
+        raise DataError(f"{info.name} split '{split}' has {size} examples but its DatasetInfo says {expected}; "
+                        "call get_info again after changing the data")
+
+
+def _builder(name: str, data_dir: Optional[str]):
+    # Checked against the registered builders first: for an unknown name tfds searches community datasets on
+    # GCS, which on a machine without network can take as long as name resolution does to fail.
+    registered = tfds.list_builders(with_community_datasets=False)
+    if name.split("/")[0].split(":")[0] not in registered:
+        close = difflib.get_close_matches(name, registered, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise DataError(f"unknown dataset '{name}'{hint}; known: {', '.join(KNOWN_DATASETS)}")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except ValueError as e:  # e.g. an unknown builder config: 'imagenette/1px'
+        base = name.split("/")[0].split(":")[0]
+        configs = [c.name for c in tfds.builder_cls(base).BUILDER_CONFIGS or []]
+        reason = f"use one of {base}/{{{','.join(configs)}}}" if configs else str(e).splitlines()[0]
+        raise DataError(f"cannot open tfds dataset '{name}': {reason}") from None
+    features = builder.info.features
+    if not (isinstance(features, tfds.features.FeaturesDict) and "image" in features and "label" in features
+            and isinstance(features["image"], tfds.features.Image)
+            and isinstance(features["label"], tfds.features.ClassLabel)):
+        raise DataError(f"tfds dataset '{name}' has no 'image' and 'label' (class label) features; "
+                        f"use an image-classification dataset: {', '.join(KNOWN_DATASETS)}")
+    return builder
+
+
+def _download_or_explain(builder, name: str, data_dir: Optional[str]) -> None:
+    """Lets tfds download and prepare the dataset if its download host answers; otherwise says how to prepare it
+    offline. The reachability check comes first because tfds itself retries for minutes on a dead network."""
+    from data import prepare  # here, not at the top: `python -m data.prepare` must be the first to import it
+    where = f"in {data_dir}" if data_dir else "in the tfds data dir (TFDS_DATA_DIR or ~/tensorflow_datasets)"
+    if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:  # imagenet2012: only ever prepared from archives on disk
+        raise DataError(f"{name} is not prepared {where}; {prepare.how_to_prepare(name, data_dir)}")
+    host = _download_host(builder)
+    if not _reachable(host):
+        hint = (prepare.how_to_prepare(name, data_dir) if name in prepare.ARCHIVES else
+                f"prepare it where the network works (tfds.builder('{name}').download_and_prepare()) and copy "
+                "the data dir here")
+        raise DataError(f"{name} is not prepared {where} and {host} is unreachable; {hint}")
+    logging.info("downloading and preparing %s %s", name, where)
+    builder.download_and_prepare()
+
+
+def _download_host(builder) -> str:
+    urls = list(builder.url_infos or {})
+    return urllib.parse.urlparse(urls[0]).hostname if urls else "storage.googleapis.com"
+
+
+def _reachable(host: str, port: int = 443, timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
+    """True if a TCP connection to host opens within `timeout` seconds. Runs in a daemon thread because name
+    resolution ignores socket timeouts and can hang far longer on a machine without network."""
+    result = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
+
+
+def _tfds_info(name: str, builder, image_size: Optional[int]) -> DatasetInfo:
+    splits = builder.info.splits
+    if "train" not in splits:
+        raise DataError(f"tfds dataset '{name}' has no 'train' split (it has: {', '.join(splits) or 'none'})")
+    eval_split = next((s for s in ("test", "validation") if s in splits), None)
+    if eval_split is None:
+        raise DataError(f"tfds dataset '{name}' has neither a 'test' nor a 'validation' split "
+                        f"(it has: {', '.join(splits)})")
+    height, width, _ = builder.info.features["image"].shape
+    small = height is not None and width is not None and max(height, width) <= SMALL_IMAGE_MAX_SIDE
+    if small and image_size and image_size != max(height, width):
+        logging.warning("%s has %dx%d images; ignoring image_size=%d", name, height, width, image_size)
+    mean, std = NORMALIZATION.get(builder.name, DEFAULT_NORMALIZATION)
+    label = builder.info.features["label"]
+    return DatasetInfo(
+        name=name, num_classes=label.num_classes,
+        image_size=max(height, width) if small else image_size or DEFAULT_LARGE_IMAGE_SIZE,
+        small_images=small, num_train=splits["train"].num_examples, num_eval=splits[eval_split].num_examples,
+        train_split="train", eval_split=eval_split, class_names=tuple(label.names), mean=mean, std=std)

@@ -1,0 +1,36 @@
+"""What the rest of the trainer knows about a dataset: DatasetInfo, DataError and the normalization constants."""
+import dataclasses
+
+# Per-channel (R, G, B) mean and std in [0, 255] pixel units, over every pixel of the training split.
+# CIFAR values are the usual ones (mean 0.4914/0.4822/0.4465, std 0.2470/0.2435/0.2616 times 255 for
+# CIFAR-10); ImageNet's are the torchvision / Keras ones. Other tfds datasets use the ImageNet constants;
+# folder datasets compute theirs once and cache them beside the images.
+NORMALIZATION = {
+    "cifar10": ((125.31, 122.95, 113.87), (62.99, 62.09, 66.70)),
+    "cifar100": ((129.30, 124.07, 112.43), (68.17, 65.39, 70.42)),
+    "imagenet2012": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+}
+DEFAULT_NORMALIZATION = NORMALIZATION["imagenet2012"]
+
+# Images whose longer side is at most this many pixels get CIFAR-style preprocessing (pad + crop + flip).
+SMALL_IMAGE_MAX_SIDE = 64
+DEFAULT_LARGE_IMAGE_SIZE = 224
+
+
+class DataError(Exception):
+    """A one-line, user-facing problem with the data that says what to do; entry points print it and exit 1."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str  # 'cifar10', 'imagenet2012', 'oxford_flowers102', 'folder:/abs/path'
+    num_classes: int
+    image_size: int  # model input size in pixels (square)
+    small_images: bool  # source images <= 64 px: CIFAR-style preprocessing
+    num_train: int
+    num_eval: int
+    train_split: str
+    eval_split: str  # 'test', else 'validation' (folders: test/ else val/)
+    class_names: tuple
+    mean: tuple  # per-channel, [0, 255] units
+    std: tuple

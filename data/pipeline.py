@@ -1,0 +1,146 @@
+"""Training and eval input pipelines: load -> (in-memory) -> shuffle -> augment -> batch -> prefetch.
+
+The training stream is a pure function of (seed, epoch): epoch e visits its examples in an order derived from
+(seed, e), and example i of epoch e is augmented with a seed derived from (seed, e, i). Resuming at a step
+therefore needs no iterator state, and skipping happens on indices before anything is decoded or augmented.
+"""
+import math
+from typing import Optional
+
+import tensorflow as tf
+
+from data import preprocessing
+from data.datasets import Split, load_split
+from data.info import DataError, DatasetInfo
+
+# Records held by the shuffle buffer of a streamed (large tfds) split; tfds already shuffled the records when it
+# wrote them, this adds a different order per epoch. ImageNet JPEGs average ~110 kB, so ~1 GB.
+STREAM_SHUFFLE_BUFFER = 10_000
+_MAX_STEPS = 2 ** 62  # "forever", as an int64 range bound
+
+
+def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, global_batch_size: int,
+                       seed: int = 0, start_step: int = 0,
+                       input_context: Optional[tf.distribute.InputContext] = None,
+                       deterministic: bool = False) -> tf.data.Dataset:
+    """Infinite stream of (images float32 [b, S, S, 3] normalized, labels int32 [b]).
+
+    Args:
+      info: from get_info.
+      data_dir: tfds data dir, as given to get_info.
+      global_batch_size: examples per step over all replicas; b is this pipeline's per-replica share.
+      seed: the stream is a pure function of seed (given deterministic=True).
+      start_step: global step to start at; yields what start_step=0 yields after start_step steps.
+      input_context: from distribute_datasets_from_function; each input pipeline takes a disjoint share of
+        every global batch, and its replicas pull consecutive per-replica batches.
+      deterministic: tf.data.Options.deterministic; False lets parallel map return elements out of order.
+    """
+    pipelines, pipeline_id, replica_batch = _layout(global_batch_size, input_context)
+    steps_per_epoch = info.num_train // global_batch_size
+    if steps_per_epoch == 0:
+        raise DataError(f"global batch size {global_batch_size} is larger than the {info.num_train} training "
+                        f"examples of {info.name}; use a smaller batch size")
+    # Each epoch uses the first steps_per_epoch * global_batch_size positions of its order (the rest is dropped,
+    # so epochs have clean step boundaries); pipeline p takes positions p, p + P, p + 2P, ... of that.
+    epoch_share = steps_per_epoch * global_batch_size // pipelines
+    skip = start_step * global_batch_size // pipelines
+    split = load_split(info, info.train_split, data_dir, shuffle_seed=seed)
+    if split.lookup is not None:
+        positions = _addressable_order(split.size, steps_per_epoch * global_batch_size, pipelines, pipeline_id,
+                                       skip, seed)
+        examples = positions.map(lambda epoch, index: (epoch, index, *split.lookup(index)),
+                                 num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        examples = _streamed_order(split, epoch_share, pipelines, pipeline_id, skip, seed)
+    ds = examples.map(_train_transform(info, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(replica_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(_options(deterministic))
+
+
+def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, global_batch_size: int,
+                      input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+    """One ordered pass: (images, labels int32, weights float32 [b]), every batch exactly b examples.
+
+    The tail is padded with weight-0 examples so that each input pipeline yields the same number of batches, a
+    multiple of its replicas: every replica gets a full batch in every one of ceil(num_eval / global_batch_size)
+    steps, and the weights over all replicas sum to num_eval.
+    """
+    pipelines, pipeline_id, replica_batch = _layout(global_batch_size, input_context)
+    steps = math.ceil(info.num_eval / global_batch_size)
+    split = load_split(info, info.eval_split, data_dir)
+    size = info.image_size
+
+    def transform(raw, label):
+        image = raw if info.small_images else preprocessing.resize_center_crop(raw, size)
+        return preprocessing.normalize(image, info.mean, info.std), label, tf.constant(1.0)
+
+    real = split.records.shard(pipelines, pipeline_id).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    padding = tf.data.Dataset.from_tensors((tf.zeros([size, size, 3]), tf.constant(0), tf.constant(0.0)))
+    ds = real.concatenate(padding.repeat()).take(steps * global_batch_size // pipelines)
+    ds = ds.batch(replica_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(_options(deterministic=True))
+
+
+def _train_transform(info: DatasetInfo, seed: int):
+    """(epoch, example index, raw, label) -> (augmented normalized image, label), seeded by (seed, epoch, index)."""
+    def transform(epoch, index, raw, label):
+        example_seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.cast(seed, tf.int64), epoch]), tf.cast(index, tf.int64))
+        if info.small_images:
+            image = preprocessing.pad_crop_flip(raw, example_seed)
+        else:
+            image = preprocessing.random_resized_crop_flip(raw, example_seed, info.image_size)
+        return preprocessing.normalize(image, info.mean, info.std), label
+
+    return transform
+
+
+def _layout(global_batch_size: int, input_context) -> tuple:
+    """(number of input pipelines, this pipeline's id, per-replica batch size)."""
+    if input_context is None:
+        return 1, 0, global_batch_size
+    if global_batch_size % input_context.num_replicas_in_sync:
+        raise DataError(f"global batch size {global_batch_size} is not divisible by the "
+                        f"{input_context.num_replicas_in_sync} replicas; use a multiple of it")
+    return (input_context.num_input_pipelines, input_context.input_pipeline_id,
+            input_context.get_per_replica_batch_size(global_batch_size))
+
+
+def _addressable_order(num_examples: int, epoch_length: int, pipelines: int, pipeline_id: int, skip: int,
+                       seed: int) -> tf.data.Dataset:
+    """(epoch, example index) for this pipeline, forever, after skipping `skip` of them. Position s of the
+    whole stream is position s % epoch_length of epoch s // epoch_length, which a stateless permutation
+    seeded by (seed, epoch) maps to an example: no state, so skipping costs nothing."""
+    def locate(t):
+        position = t * pipelines + pipeline_id
+        epoch = position // epoch_length
+        index = tf.random.experimental.index_shuffle(
+            position % epoch_length, tf.stack([tf.cast(seed, tf.int64), epoch]), tf.constant(num_examples - 1,
+                                                                                               tf.int64))
+        return epoch, index
+
+    return tf.data.Dataset.range(skip, _MAX_STEPS).map(locate)
+
+
+def _streamed_order(split: Split, epoch_share: int, pipelines: int, pipeline_id: int, skip: int,
+                    seed: int) -> tf.data.Dataset:
+    """(epoch, example index, encoded image, label) for this pipeline, forever, after skipping `skip`. Records
+    come in a fixed order; each epoch reshuffles them with a buffer seeded from (seed, epoch). Whole epochs are
+    skipped without reading; the rest of a partial epoch is skipped before decoding."""
+    first_epoch, skip_in_epoch = divmod(skip, epoch_share)
+
+    def epoch_records(epoch):
+        shuffle_seed = tf.random.stateless_uniform([], tf.stack([tf.cast(seed, tf.int64), epoch]),
+                                                   minval=None, maxval=None, dtype=tf.int64)
+        records = split.records.enumerate().shuffle(STREAM_SHUFFLE_BUFFER, seed=shuffle_seed)
+        records = records.take(epoch_share * pipelines).shard(pipelines, pipeline_id)
+        return records.map(lambda index, record: (epoch, index, *record))
+
+    epochs = tf.data.Dataset.range(first_epoch, _MAX_STEPS)
+    return epochs.flat_map(epoch_records).skip(skip_in_epoch)
+
+
+def _options(deterministic: bool) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return options

@@ -1,0 +1,156 @@
+"""Offline preparation: builds a tfds dataset from its official archives already on disk, never the network.
+
+    python -m data.prepare cifar10 --archive=/path/to/cifar-10-binary.tar.gz --data_dir=DIR
+    python -m data.prepare imagenet2012 --archive=/path/to/dir_with_both_ILSVRC2012_tars --data_dir=DIR
+
+Archives are checked against tfds's registered size and sha256; --allow_unverified accepts an archive in the
+same format whose checksum differs (a subset, a cleaned copy), with a warning. The result is an ordinary tfds
+dataset: tfds.load(name, data_dir=DIR) reads it.
+"""
+import os
+import sys
+import tempfile
+import urllib.parse
+from typing import Optional, Sequence
+
+from absl import app, flags, logging
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import checksums
+
+from data.info import DataError
+
+# The official archive file names, as tfds expects them in its manual download dir.
+ARCHIVES = {
+    "cifar10": ("cifar-10-binary.tar.gz",),
+    "cifar100": ("cifar-100-binary.tar.gz",),
+    "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
+}
+
+
+def how_to_prepare(name: str, data_dir: Optional[str]) -> str:
+    """The command that prepares `name` offline, as advice for an error message."""
+    archives = " ".join(f"--archive=PATH/{f}" for f in ARCHIVES.get(name, ("ARCHIVE",)))
+    where = f" --data_dir={data_dir}" if data_dir else ""
+    return (f"put {' and '.join(ARCHIVES.get(name, ('its archive',)))} on this machine and run "
+            f"`python -m data.prepare {name} {archives}{where}`")
+
+
+def prepare(name: str, archives: Sequence[str], data_dir: Optional[str] = None, *,
+            allow_unverified: bool = False) -> str:
+    """Builds tfds dataset `name` in data_dir from archive files (or directories holding them).
+
+    Returns:
+      The directory of the prepared dataset.
+
+    Raises:
+      DataError: unknown name, missing archive, an archive that is not the official one (unless
+        allow_unverified), or an archive tfds cannot read.
+    """
+    if name not in ARCHIVES:
+        raise DataError(f"cannot prepare '{name}' offline; known: {', '.join(ARCHIVES)}")
+    builder_cls = tfds.builder_cls(name)
+    builder = builder_cls(data_dir=data_dir)
+    if builder.is_prepared():
+        logging.info("%s is already prepared in %s (delete that directory to rebuild it)", name, builder.data_dir)
+        return builder.data_dir
+    paths = _match_archives(name, archives)
+    official = _official_url_infos(builder_cls)
+    unverified = {official[f][0]: info for f, path in paths.items()
+                  if (info := _verify(path, official[f][1], allow_unverified)) is not None}
+    if unverified:
+        builder_cls = _accepting(builder_cls, unverified)
+    return _build(builder_cls, name, data_dir, paths)
+
+
+def _match_archives(name: str, archives: Sequence[str]) -> dict:
+    """{official file name: path} for every archive `name` needs. A dataset made of one archive accepts any
+    file name (e.g. a renamed subset); several archives are matched by their official names."""
+    expected = ARCHIVES[name]
+    files = []
+    for archive in archives or []:
+        if os.path.isdir(archive):
+            files += [os.path.join(archive, f) for f in expected if os.path.isfile(os.path.join(archive, f))]
+        elif os.path.isfile(archive):
+            files.append(archive)
+        else:
+            raise DataError(f"archive {archive} does not exist")
+    if len(expected) == 1 and len(files) == 1:
+        return {expected[0]: os.path.abspath(files[0])}
+    by_name = {os.path.basename(f): os.path.abspath(f) for f in files}
+    missing = [f for f in expected if f not in by_name]
+    if missing:
+        raise DataError(f"{name} needs {' and '.join(expected)}; missing {', '.join(missing)}: pass "
+                        "--archive once per file, or a directory holding them")
+    return {f: by_name[f] for f in expected}
+
+
+def _official_url_infos(builder_cls) -> dict:
+    """{official file name: (url, registered UrlInfo)}."""
+    return {info.filename or os.path.basename(urllib.parse.urlparse(url).path): (url, info)
+            for url, info in builder_cls.url_infos.items()}
+
+
+def _verify(path: str, expected, allow_unverified: bool):
+    """None if `path` is the official archive; else, if allowed, its own UrlInfo (under the official file name,
+    where tfds looks for it); else a DataError. Hashing runs at disk speed (~1 s per 200 MB)."""
+    filename = expected.filename or os.path.basename(path)
+    actual = None
+    if os.path.getsize(path) == expected.size:
+        logging.info("checking the sha256 of %s", path)
+        actual = checksums.compute_url_info(path)
+        if actual.checksum == expected.checksum:
+            return None
+    if not allow_unverified:
+        raise DataError(f"{path} is not the official {filename} (its size or sha256 differs from tfds's "
+                        "registered checksum); pass --allow_unverified to prepare from it anyway")
+    actual = actual or checksums.compute_url_info(path)
+    logging.warning("%s is not the official %s; preparing from it anyway (--allow_unverified): results on it "
+                    "are not results on the official dataset", path, filename)
+    return checksums.UrlInfo(size=actual.size, checksum=actual.checksum, filename=filename)
+
+
+def _accepting(builder_cls, url_infos: dict):
+    """The same builder, but expecting these checksums. Unregistered and with the same name and module, so the
+    dataset it writes is the ordinary one and plain tfds.load reads it."""
+    attributes = {"name": builder_cls.name, "__module__": builder_cls.__module__,
+                  "url_infos": {**builder_cls.url_infos, **url_infos}}
+    return type(builder_cls.__name__, (builder_cls,), attributes, skip_registration=True)
+
+
+def _build(builder_cls, name: str, data_dir: Optional[str], paths: dict) -> str:
+    # tfds takes manually downloaded files from manual_dir under their official names; symlinks avoid copying
+    # archives (ImageNet: 144 GB), and the temporary download dir takes CIFAR's extracted files (~180 MB).
+    with tempfile.TemporaryDirectory(prefix="data_prepare_") as tmp:
+        manual_dir = os.path.join(tmp, "manual")
+        os.makedirs(manual_dir)
+        for filename, path in paths.items():
+            os.symlink(path, os.path.join(manual_dir, filename))
+        builder = builder_cls(data_dir=data_dir)
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        try:
+            builder.download_and_prepare(download_dir=os.path.join(tmp, "downloads"), download_config=config)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DataError(f"could not build {name} from {', '.join(paths.values())}: {first_line}") from None
+    return builder.data_dir
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError("usage: python -m data.prepare NAME --archive=PATH [--archive=PATH] [--data_dir=DIR]"
+                             f" [--allow_unverified]; NAME is one of {', '.join(ARCHIVES)}")
+    try:
+        path = prepare(argv[1], flags.FLAGS.archive, flags.FLAGS.data_dir,
+                       allow_unverified=flags.FLAGS.allow_unverified)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    print(f"prepared {argv[1]} in {path}")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_multi_string("archive", None, "official archive file, or a directory holding them; repeatable")
+    flags.DEFINE_string("data_dir", None, "tfds data dir to build into (default: TFDS_DATA_DIR or "
+                                          "~/tensorflow_datasets)")
+    flags.DEFINE_bool("allow_unverified", False, "accept archives whose checksum is not the official one")
+    app.run(main)

@@ -1,0 +1,70 @@
+"""Image augmentations and eval transforms. Each is a function of (image, seed) built from stateless random ops,
+so it gives the same result eagerly and inside tf.data, and a pipeline using it can be resumed exactly."""
+import tensorflow as tf
+
+CIFAR_PAD = 4  # pixels of zero padding before the random crop back to the original size
+# Inception-style crop: a box covering 8-100% of the image area with aspect ratio 3/4-4/3.
+CROP_AREA_RANGE = (0.08, 1.0)
+CROP_ASPECT_RANGE = (3 / 4, 4 / 3)
+CROP_ATTEMPTS = 10  # after 10 failed draws the whole image is used
+EVAL_CROP_FRACTION = 0.875  # eval: shorter side resized to image_size / 0.875 (224 -> 256), then center crop
+
+
+def normalize(image, mean, std):
+    """uint8 or float image in [0, 255] -> float32 with per-channel zero mean and unit std."""
+    return (tf.cast(image, tf.float32) - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def pad_crop_flip(image, seed):
+    """CIFAR-style training augmentation: zero-pad by 4, random crop back to the input size, random flip."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    padded = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
+    cropped = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(cropped, flip_seed)
+
+
+def random_resized_crop_flip(encoded, seed, image_size: int):
+    """ImageNet-style training augmentation of an encoded image: a random Inception-style crop (decoding only
+    that window when the image is a JPEG), resized to image_size x image_size, and a random flip.
+    Returns float32 in [0, 255]."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+
+    def crop_jpeg():
+        box = _crop_window(tf.image.extract_jpeg_shape(encoded), crop_seed)
+        return tf.image.decode_and_crop_jpeg(encoded, box, channels=3)
+
+    def crop_other():  # PNG, BMP, GIF from folders: no partial decoding, so decode everything and slice
+        image = decode(encoded)
+        offset_y, offset_x, height, width = tf.unstack(_crop_window(tf.shape(image), crop_seed))
+        return image[offset_y:offset_y + height, offset_x:offset_x + width]
+
+    crop = tf.cond(tf.io.is_jpeg(encoded), crop_jpeg, crop_other)
+    resized = tf.image.resize(crop, [image_size, image_size], method="bilinear")
+    return tf.image.stateless_random_flip_left_right(resized, flip_seed)
+
+
+def resize_center_crop(encoded, image_size: int):
+    """Eval transform of an encoded image: resize the shorter side to image_size / 0.875, then take the central
+    image_size x image_size crop. Returns float32 in [0, 255]."""
+    image = decode(encoded)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.math.ceil(image_size / EVAL_CROP_FRACTION) / tf.reduce_min(shape)
+    new_size = tf.cast(tf.math.round(shape * scale), tf.int32)
+    resized = tf.image.resize(image, new_size, method="bilinear", antialias=True)
+    top, left = (new_size[0] - image_size) // 2, (new_size[1] - image_size) // 2
+    return tf.ensure_shape(resized[top:top + image_size, left:left + image_size], [image_size, image_size, 3])
+
+
+def decode(encoded):
+    """JPEG/PNG/BMP/GIF bytes -> uint8 [h, w, 3]; grayscale and RGBA become RGB, a GIF gives its first frame."""
+    return tf.ensure_shape(tf.io.decode_image(encoded, channels=3, expand_animations=False), [None, None, 3])
+
+
+def _crop_window(shape, seed):
+    """[offset_y, offset_x, height, width] of a random Inception-style crop inside an image of this shape."""
+    whole_image = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4])
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=whole_image, seed=seed, min_object_covered=CROP_AREA_RANGE[0],
+        aspect_ratio_range=CROP_ASPECT_RANGE, area_range=CROP_AREA_RANGE, max_attempts=CROP_ATTEMPTS,
+        use_image_if_no_bounding_boxes=True)
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
