@@ -24,6 +24,8 @@ def define_model_flags():
     flags.DEFINE_enum("unit", "auto", ["auto", "basic", "bottleneck"], "Residual unit.")
     flags.DEFINE_enum("arch", "auto", ["auto", "cifar", "imagenet"], "Network family (auto: by depth).")
     flags.DEFINE_float("width", 1.0, "Width multiplier on every stage's filters (wide ResNets).")
+    flags.DEFINE_float("bn_momentum", 0.997, "Batch-norm moving-average decay (the chapter's 0.997 remembers ~330 "
+                       "steps; use 0.9-0.99 for runs of a few hundred steps).")
     flags.DEFINE_bool("sync_bn", False, "Synchronized batch norm: statistics over the global batch, not per replica.")
 
 

@@ -17,7 +17,7 @@ def make_config(flag_values):
     _check_non_negative(f, "train_epochs", "train_steps", "learning_rate", "warmup_epochs", "weight_decay",
                         "label_smoothing", "momentum")
     _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
-                    "cpu_devices", "width")
+                    "cpu_devices", "width", "bn_momentum")
     info = data.get_info(f.dataset, f.data_dir, f.image_size, strict=f.strict)
     try:
         model.resolve(f.depth, f.unit, f.arch, f.width, info.image_size)
@@ -36,7 +36,7 @@ def make_config(flag_values):
     return Config(
         dataset=f.dataset, data_dir=f.data_dir, image_size=info.image_size, num_classes=info.num_classes,
         strict=f.strict, model_dir=f.model_dir or os.path.join("runs", f"{_slug(f.dataset)}_resnet_v2_{f.depth}"),
-        depth=f.depth, unit=f.unit, arch=f.arch, width=f.width, sync_bn=f.sync_bn,
+        depth=f.depth, unit=f.unit, arch=f.arch, width=f.width, sync_bn=f.sync_bn, bn_momentum=f.bn_momentum,
         batch_size=batch_size, train_steps=train_steps, steps_per_epoch=steps_per_epoch,
         learning_rate=pick("learning_rate"), lr_batch_denominator=recipe["lr_batch_denominator"],
         lr_schedule=f.lr_schedule, lr_decay_epochs=decay_epochs, warmup_epochs=pick("warmup_epochs"),

@@ -127,8 +127,9 @@ class BatchNormalization(layers.BatchNormalization):
         return super().add_weight(*args, **kwargs)
 
 
-def _batch_norm(name, sync):
-    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=sync, name=name)
+def batch_norm_factory(sync=False, momentum=BN_MOMENTUM):
+    """name -> batch-norm layer, with the settings every unit of one network shares."""
+    return lambda name: BatchNormalization(momentum=momentum, epsilon=BN_EPSILON, synchronized=sync, name=name)
 
 
 def _conv(filters, kernel, stride, name, use_bias=False):
@@ -153,25 +154,25 @@ def _shortcut(x, preact, filters, stride, name):
     return _conv(filters, 1, stride, name + "_shortcut", use_bias=True)(preact)
 
 
-def bottleneck_unit(x, filters, stride, name, sync_bn=False):
+def bottleneck_unit(x, filters, stride, name, norm):
     """BN-ReLU, 1x1 (filters/4), BN-ReLU, 3x3 strided, BN-ReLU, 1x1 (filters, with bias); shortcut added."""
-    preact = layers.ReLU(name=name + "_preact_relu")(_batch_norm(name + "_preact_bn", sync_bn)(x))
+    preact = layers.ReLU(name=name + "_preact_relu")(norm(name + "_preact_bn")(x))
     shortcut = _shortcut(x, preact, filters, stride, name)
     y = _conv(filters // 4, 1, 1, name + "_conv1")(preact)
-    y = layers.ReLU(name=name + "_conv1_relu")(_batch_norm(name + "_conv1_bn", sync_bn)(y))
+    y = layers.ReLU(name=name + "_conv1_relu")(norm(name + "_conv1_bn")(y))
     y = _conv_same(y, filters // 4, 3, stride, name + "_conv2")
-    y = layers.ReLU(name=name + "_conv2_relu")(_batch_norm(name + "_conv2_bn", sync_bn)(y))
+    y = layers.ReLU(name=name + "_conv2_relu")(norm(name + "_conv2_bn")(y))
     # The last conv has no BN after it (the next unit's pre-activation normalizes), so slim gives it a bias.
     y = _conv(filters, 1, 1, name + "_conv3", use_bias=True)(y)
     return layers.Add(name=name + "_add")([shortcut, y])
 
 
-def basic_unit(x, filters, stride, name, sync_bn=False):
+def basic_unit(x, filters, stride, name, norm):
     """BN-ReLU, 3x3 strided, BN-ReLU, 3x3 (with bias); shortcut added."""
-    preact = layers.ReLU(name=name + "_preact_relu")(_batch_norm(name + "_preact_bn", sync_bn)(x))
+    preact = layers.ReLU(name=name + "_preact_relu")(norm(name + "_preact_bn")(x))
     shortcut = _shortcut(x, preact, filters, stride, name)
     y = _conv_same(preact, filters, 3, stride, name + "_conv1")
-    y = layers.ReLU(name=name + "_conv1_relu")(_batch_norm(name + "_conv1_bn", sync_bn)(y))
+    y = layers.ReLU(name=name + "_conv1_relu")(norm(name + "_conv1_bn")(y))
     y = _conv(filters, 3, 1, name + "_conv2", use_bias=True)(y)
     return layers.Add(name=name + "_add")([shortcut, y])
 
@@ -187,25 +188,27 @@ def stem(x, spec):
     return layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
 
 
-def build(spec, num_classes, image_size, sync_bn=False, name=None):
+def build(spec, num_classes, image_size, sync_bn=False, bn_momentum=BN_MOMENTUM, name=None):
     """The Keras functional model for `spec`: NHWC float images in, float32 logits out."""
+    norm = batch_norm_factory(sync_bn, bn_momentum)
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = stem(inputs, spec)
     for stage in range(len(spec.units)):
         for i, stride in enumerate(spec.unit_strides(stage)):
-            x = UNITS[spec.unit](x, spec.filters[stage], stride, f"stage{stage + 1}_unit{i + 1}", sync_bn)
+            x = UNITS[spec.unit](x, spec.filters[stage], stride, f"stage{stage + 1}_unit{i + 1}", norm)
     # v2 "postnorm": the last unit's output has not been normalized yet.
-    x = layers.ReLU(name="postnorm_relu")(_batch_norm("postnorm_bn", sync_bn)(x))
+    x = layers.ReLU(name="postnorm_relu")(norm("postnorm_bn")(x))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     # Logits stay float32 under mixed precision, so the softmax and loss are computed in full precision.
     logits = layers.Dense(num_classes, kernel_initializer="he_normal", dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name or f"resnet_v2_{spec.depth}")
 
 
-def create(depth, num_classes, image_size, unit="auto", arch="auto", width=1.0, sync_bn=False):
+def create(depth, num_classes, image_size, unit="auto", arch="auto", width=1.0, sync_bn=False,
+           bn_momentum=BN_MOMENTUM):
     """Resolves the choices and builds the model; raises ValueError for an impossible depth."""
     spec = resolve(depth, unit, arch, width, image_size)
-    return build(spec, num_classes, image_size, sync_bn), spec
+    return build(spec, num_classes, image_size, sync_bn, bn_momentum), spec
 
 
 def weight_decay_variables(model):

@@ -45,7 +45,7 @@ def run(config, out=print):
     strategy = strategies.create("auto")
     with strategy.scope():
         net, _ = resnet.create(run_config["depth"], info.num_classes, run_config["image_size"], run_config["unit"],
-                               run_config["arch"], run_config["width"], run_config["sync_bn"])
+                               run_config["arch"], run_config["width"], run_config["sync_bn"], run_config["bn_momentum"])
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size or run_config["batch_size"],
                                     config.data_dir or run_config["data_dir"])
     metrics = None

@@ -21,6 +21,7 @@ class Config:
     arch: str
     width: float
     sync_bn: bool
+    bn_momentum: float
     # optimization (learning_rate is the base rate; `lr` below is after linear batch scaling)
     batch_size: int
     train_steps: int

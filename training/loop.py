@@ -91,7 +91,7 @@ def build(config, info, strategy):
         boundaries=tuple(round(e * config.steps_per_epoch) for e in config.lr_decay_epochs))
     with strategy.scope():
         net, _ = resnet.create(config.depth, info.num_classes, config.image_size, config.unit, config.arch,
-                               config.width, config.sync_bn)
+                               config.width, config.sync_bn, config.bn_momentum)
         opt = optim.create(schedule, config.momentum, config.nesterov, loss_scaling=config.dtype == "float16")
         opt.build(net.trainable_variables)
     return net, opt

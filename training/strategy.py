@@ -58,4 +58,7 @@ def worker_id(strategy):
 
 def describe(strategy):
     devices = getattr(strategy.extended, "worker_devices", ())
-    return f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}"
+    # MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy; name it as users know it.
+    name = ("MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            else type(strategy).__name__)
+    return f"{name} with {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}"
