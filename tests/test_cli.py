@@ -93,6 +93,18 @@ def test_eval_counts_every_example_and_agrees_with_training(trained):
     assert 0 <= metrics["top_1"] <= metrics["top_5"] <= 1 and np.isfinite(metrics["loss"])
 
 
+def test_eval_watch_stops_after_the_final_checkpoint(trained):
+    _, model_dir, _ = trained
+    result = run("eval.py", f"--model_dir={model_dir}", "--watch", "--timeout=60")
+    assert result.stdout.splitlines()[0].startswith(f"step {STEPS}: top-1 ")
+
+
+def test_eval_of_a_directory_without_a_run_is_one_line(tmp_path):
+    result = run("eval.py", f"--model_dir={tmp_path}", check=False)
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
 def test_batch_norm_statistics_were_learned(trained):
     data_dir, model_dir, _ = trained
     info = data.get_info("cifar10", data_dir)

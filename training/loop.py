@@ -32,14 +32,7 @@ def run(config, info, out=print):
     step = ckpts.restore_latest()
     if step:
         out(f"resuming from {ckpts.latest} at step {step}")
-    if chief:
-        write_config(config, strategy)
-    train_writer, eval_writer = summaries.writers(config.model_dir, chief)
-    if step == 0:
-        summaries.config_summary(train_writer, config)
-        first = next(iter(data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=16,
-                                                  seed=config.seed)))
-        summaries.image_grid(train_writer, first[0].numpy(), info.mean, info.std)
+    train_writer, eval_writer = start_run_directory(config, info, strategy, chief, step)
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
                                             seed=config.seed, start_step=step, input_context=ctx,
@@ -49,14 +42,16 @@ def run(config, info, out=print):
     train_loop = make_train_loop(strategy, train_step, config.xla)
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
-    metrics = None
+    metrics, window, window_steps = None, {}, 0  # window: summed step outputs since the last log
 
     while step < config.train_steps:
         n = min(config.steps_per_loop, steps_until_event(step, config))
-        sums = {k: v.numpy() for k, v in train_loop(iterator, tf.constant(n)).items()}
-        step += n
+        sums = train_loop(iterator, tf.constant(n))
+        window = {k: window.get(k, 0.0) + v.numpy() for k, v in sums.items()}
+        step, window_steps = step + n, window_steps + n
         if step % config.log_every_steps == 0 or step == config.train_steps:
-            train_metrics = from_sums(sums, n)
+            train_metrics = from_sums(window, window_steps)
+            window, window_steps = {}, 0
             if not math.isfinite(train_metrics["loss"]):
                 raise TrainingError(f"loss is {train_metrics['loss']} at step {step}; the last good checkpoint "
                                     f"is {ckpts.latest}; lower --learning_rate or check the data")
@@ -74,8 +69,21 @@ def run(config, info, out=print):
 
     metrics = metrics or evaluate()
     out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
-        f"wall time {summaries._duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
+        f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
     return metrics
+
+
+def start_run_directory(config, info, strategy, chief, step):
+    """config.json and the summary writers; the config and a grid of augmented inputs once, at step 0."""
+    if chief:
+        write_config(config, strategy)
+    train_writer, eval_writer = summaries.writers(config.model_dir, chief)
+    if step == 0:
+        summaries.config_summary(train_writer, config)
+        first = next(iter(data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=16,
+                                                  seed=config.seed)))
+        summaries.image_grid(train_writer, first[0].numpy(), info.mean, info.std)
+    return train_writer, eval_writer
 
 
 def build(config, info, strategy):

@@ -59,7 +59,7 @@ class Progress:
         self.last_time, self.last_step = now, step
         eta = (self.total - step) / max(steps_per_s, 1e-9)
         self.out(f"step {step}/{self.total}  loss {metrics['loss']:.4f}  top-1 {metrics['top_1']:.4f}  "
-                 f"lr {lr:.5f}  {steps_per_s * self.batch_size:.1f} images/s  ETA {_duration(eta)}")
+                 f"lr {lr:.5f}  {steps_per_s * self.batch_size:.1f} images/s  ETA {duration(eta)}")
         return steps_per_s
 
     def images_per_second(self, step):
@@ -69,6 +69,6 @@ class Progress:
         return time.perf_counter() - self.start_time
 
 
-def _duration(seconds):
+def duration(seconds):
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
