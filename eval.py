@@ -4,14 +4,14 @@
     python eval.py --model_dir=runs/cifar10_resnet_v2_50 --watch   # each new checkpoint, until the final one
 """
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
-flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (e.g. DIR/ckpt-390); default: the latest.")
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (e.g. DIR/ckpt-390), or 'best' (the run's best by "
+                    "eval top-1); default: the latest.")
 flags.DEFINE_string("dataset", None, "Evaluate on this dataset instead of the run's (same classes).")
 flags.DEFINE_string("data_dir", None, "tfds data directory, if it moved since training.")
 flags.DEFINE_integer("batch_size", None, "Global eval batch size (default: the run's).")
@@ -23,15 +23,15 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     import data
-    import flags.logs
+    from flags import logs
     from training import checkpoint_eval, strategy
-    flags.logs.quiet()
+    logs.quiet()
     config = checkpoint_eval.EvalConfig(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.dataset, FLAGS.data_dir,
                                         FLAGS.batch_size, FLAGS.watch, FLAGS.timeout)
     try:
         checkpoint_eval.run(config)
     except (checkpoint_eval.EvalError, data.DataError, strategy.StrategyError) as e:
-        sys.exit(f"error: {e}")
+        logs.fail(e)
 
 
 if __name__ == "__main__":

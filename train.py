@@ -25,11 +25,16 @@ def main(argv):
     from training import loop, strategy
     flags.logs.quiet()
     strategy.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op touches the devices
+    from training import checkpoints
     try:
         config, info = flags.make_config(FLAGS)
         loop.run(config, info)
-    except (flags.ConfigError, data.DataError, loop.TrainingError, strategy.StrategyError) as e:
-        sys.exit(f"error: {e}")
+    except loop.Stopped as e:
+        print(e, flush=True)
+        sys.exit(e.status)
+    except (flags.ConfigError, data.DataError, loop.TrainingError, strategy.StrategyError,
+            checkpoints.CheckpointError) as e:
+        flags.logs.fail(e)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,12 @@ def define_training_flags():
     flags.DEFINE_integer("steps_per_loop", 20, "Train steps per tf.function call (less host overhead on GPUs).")
     flags.DEFINE_integer("log_every_steps", 100, "Console line and TensorBoard scalars every this many steps.")
     flags.DEFINE_integer("keep_checkpoints", 5, "Most recent checkpoints kept (one is written every epoch).")
+    flags.DEFINE_integer("keep_best", 1, "Best checkpoints kept by eval top-1, in <model_dir>/best/ with best.json "
+                         "(eval.py --checkpoint=best).")
+    flags.DEFINE_enum("nan_policy", "stop", ["stop", "skip_batch"], "A non-finite loss: stop without saving (the "
+                      "last good checkpoint stays), or skip that batch's update and go on.")
+    flags.DEFINE_integer("debug_nan_at_step", None, "Testing aid: make the loss of this step NaN, to rehearse "
+                         "--nan_policy and your alerting.")
     flags.DEFINE_integer("seed", 0, "Seed of the initialization, data order and augmentation.")
     flags.DEFINE_bool("deterministic", False, "Deterministic ops and input order (slower).")
     flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],

@@ -14,7 +14,7 @@ class ConfigError(ValueError):
 def make_config(flag_values):
     """(Config, DatasetInfo) from absl flag values; raises ConfigError or data.DataError with a one-line message."""
     f = flag_values
-    _check_non_negative(f, "train_epochs", "train_steps", "learning_rate", "warmup_epochs", "weight_decay",
+    _check_non_negative(f, "keep_best", "train_epochs", "train_steps", "learning_rate", "warmup_epochs", "weight_decay",
                         "label_smoothing", "momentum")
     _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
                     "cpu_devices", "width", "bn_momentum")
@@ -43,6 +43,7 @@ def make_config(flag_values):
         momentum=f.momentum, nesterov=f.nesterov, weight_decay=pick("weight_decay"),
         label_smoothing=f.label_smoothing, epochs_between_evals=f.epochs_between_evals,
         steps_per_loop=f.steps_per_loop, log_every_steps=f.log_every_steps, keep_checkpoints=f.keep_checkpoints,
+        keep_best=f.keep_best, nan_policy=f.nan_policy, debug_nan_at_step=f.debug_nan_at_step,
         seed=f.seed, deterministic=f.deterministic, dtype=f.dtype, xla=f.xla, strategy=f.strategy,
         num_gpus=f.num_gpus, cpu_devices=f.cpu_devices), info
 

@@ -9,3 +9,11 @@ def quiet():
     warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
     import tensorflow_datasets as tfds
     tfds.disable_progress_bar()
+
+
+def fail(message):
+    """Exits with status 1 and `error: message` as the last line of stderr (TensorFlow's shutdown warnings, e.g.
+    about a half-restored checkpoint, are silenced so they can't follow it)."""
+    import sys
+    logging.set_verbosity(logging.ERROR)
+    sys.exit(f"error: {message}")

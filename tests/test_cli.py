@@ -96,7 +96,8 @@ def test_eval_counts_every_example_and_agrees_with_training(trained):
 def test_eval_watch_stops_after_the_final_checkpoint(trained):
     _, model_dir, _ = trained
     result = run("eval.py", f"--model_dir={model_dir}", "--watch", "--timeout=60")
-    assert result.stdout.splitlines()[0].startswith(f"step {STEPS}: top-1 ")
+    evaluated = [line.split(":")[0] for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert evaluated == ["step 127", "step 254", "step 381", f"step {STEPS}"]  # every kept checkpoint, once
 
 
 def test_eval_of_a_directory_without_a_run_is_one_line(tmp_path):

@@ -39,8 +39,11 @@ def train(strategy, num_steps=3, sync_bn=False, xla=False, lr=0.1, seed=3, same_
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_step = steps.make_train_step(net, opt, global_batch_size=GLOBAL_BATCH, weight_decay=1e-4)
     train_loop = loop.make_train_loop(strategy, train_step, xla)
-    history = [loop.from_sums({k: v.numpy() for k, v in train_loop(iterator, tf.constant(1)).items()}, 1)
-               for _ in range(num_steps)]
+    history = []
+    for step in range(num_steps):
+        window = loop.Window()
+        window.add(train_loop(iterator, tf.constant(step, tf.int64), tf.constant(1), tf.constant(False))[0], 1)
+        history.append(window.take())
     return net, history
 
 
@@ -140,7 +143,8 @@ def make_config(**overrides):
                 steps_per_epoch=390, learning_rate=0.1, lr_batch_denominator=128, lr_schedule="piecewise",
                 lr_decay_epochs=(91.0, 136.0), warmup_epochs=0.0, momentum=0.9, nesterov=False, weight_decay=2e-4,
                 label_smoothing=0.0, epochs_between_evals=1.0, steps_per_loop=20, log_every_steps=100,
-                keep_checkpoints=5, seed=0, deterministic=False, dtype="float32", xla=False, strategy="auto",
+                keep_checkpoints=5, keep_best=1, nan_policy="stop", debug_nan_at_step=None, seed=0,
+                deterministic=False, dtype="float32", xla=False, strategy="auto",
                 num_gpus=None, cpu_devices=1)
     return config_lib.Config(**{**base, **overrides})
 

@@ -3,6 +3,7 @@ for every checkpoint as training writes them."""
 import dataclasses
 import json
 import os
+import time
 
 import tensorflow as tf
 
@@ -18,7 +19,7 @@ class EvalError(Exception):
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     model_dir: str
-    checkpoint: str | None = None   # a checkpoint prefix; None: the latest in model_dir
+    checkpoint: str | None = None   # a checkpoint prefix, or 'best'; None: the latest in model_dir
     dataset: str | None = None      # None: the run's
     data_dir: str | None = None     # None: the run's
     batch_size: int | None = None   # None: the run's
@@ -36,6 +37,8 @@ def load_run_config(model_dir):
 
 def run(config, out=print):
     """Evaluates and writes model_dir/eval/metrics.json; returns the metrics of the last checkpoint evaluated."""
+    if config.watch:
+        _wait_for(os.path.join(config.model_dir, "config.json"), config.timeout)
     run_config = load_run_config(config.model_dir)
     info = data.get_info(config.dataset or run_config["dataset"], config.data_dir or run_config["data_dir"],
                          run_config["image_size"])
@@ -49,10 +52,10 @@ def run(config, out=print):
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size or run_config["batch_size"],
                                     config.data_dir or run_config["data_dir"])
     metrics = None
-    for path in _checkpoints(config, run_config):
+    for path in _checkpoints(config):
         try:
             step = checkpoints.restore(path, model=net)
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - shape mismatches, damaged files: all mean "not this model's"
             raise EvalError(f"can't restore {path} into this run's model: {str(e).splitlines()[0]}") from None
         metrics = {**evaluate(), "step": step, "checkpoint": path}
         report(metrics, info, out)
@@ -62,7 +65,12 @@ def run(config, out=print):
     return metrics
 
 
-def _checkpoints(config, run_config):
+def _checkpoints(config):
+    if config.checkpoint == "best":
+        best = checkpoints.read_best(config.model_dir)
+        if not best:
+            raise EvalError(f"{config.model_dir} has no best checkpoint yet (train.py keeps them with --keep_best)")
+        return [best[0]["checkpoint"]]
     if config.checkpoint:
         if not tf.io.gfile.exists(config.checkpoint + ".index"):
             raise EvalError(f"no checkpoint at {config.checkpoint} (give the prefix, e.g. {config.model_dir}/ckpt-100)")
@@ -70,15 +78,46 @@ def _checkpoints(config, run_config):
     if not config.watch:
         latest = tf.train.latest_checkpoint(config.model_dir)
         return [latest] if latest else []
-    return _watch(config.model_dir, run_config["train_steps"], config.timeout)
+    return _watch(config.model_dir, config.timeout)
 
 
-def _watch(model_dir, final_step, timeout):
-    """Yields each new checkpoint once, oldest first, and stops after the one of the final step."""
-    for path in tf.train.checkpoints_iterator(model_dir, min_interval_secs=1, timeout=timeout):
-        yield path
-        if int(path.rsplit("-", 1)[-1]) >= final_step:
+def _watch(model_dir, timeout, poll_seconds=1.0):
+    """Yields every checkpoint training lists, each once and in step order, until the run's DONE marker says the
+    final one has been seen. The `checkpoint` state file lists a checkpoint only after its files are complete."""
+    seen, idle_since = set(), time.monotonic()
+    while True:
+        done = _final_step(model_dir)  # read before listing: a run that is done has listed its final checkpoint
+        state = tf.train.get_checkpoint_state(model_dir)
+        listed = sorted(state.all_model_checkpoint_paths if state else [], key=_step_of)
+        new = [p for p in listed if p not in seen and (done is None or _step_of(p) <= done)]
+        for path in new:
+            seen.add(path)
+            if tf.io.gfile.exists(path + ".index"):  # --keep_checkpoints may have deleted it meanwhile
+                yield path
+            idle_since = time.monotonic()
+        if done is not None and any(_step_of(p) >= done for p in seen):
             return
+        if time.monotonic() - idle_since > timeout:
+            raise EvalError(f"no new checkpoint in {model_dir} for {timeout:.0f} s; is training running?")
+        time.sleep(poll_seconds)
+
+
+def _wait_for(path, timeout, poll_seconds=1.0):
+    start = time.monotonic()
+    while not os.path.exists(path) and time.monotonic() - start < timeout:
+        time.sleep(poll_seconds)
+
+
+def _final_step(model_dir):
+    path = os.path.join(model_dir, checkpoints.DONE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["final_step"]
+
+
+def _step_of(path):
+    return int(path.rsplit("-", 1)[-1])
 
 
 def report(metrics, info, out=print):

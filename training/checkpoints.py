@@ -1,35 +1,121 @@
 """Checkpoints of a run: model, optimizer with its slots, step and epoch, in --model_dir.
 
+TensorFlow writes a checkpoint's files first and then replaces the `checkpoint` state file atomically, so a kill at
+any moment leaves the previous checkpoint listed and whole. A checkpoint damaged later (a truncated copy, a full
+disk) fails its per-tensor checksums on restore; the run then falls back to the newest one that restores.
+
 Every worker must take part in a save under MultiWorkerMirroredStrategy; only the chief writes into model_dir,
 the others into model_dir/workers/<id> (kept, so their weights can be compared with the chief's)."""
+import json
 import os
 
 import tensorflow as tf
 
+DONE_FILE = "DONE"          # written when training reaches its final step: eval.py --watch stops after it
+BEST_DIR, BEST_FILE = "best", "best.json"
+
+
+class CheckpointError(Exception):
+    """No checkpoint of the run can be restored, or one can't be written."""
+
 
 class Checkpoints:
-    def __init__(self, model_dir, keep, chief, worker, **objects):
+    def __init__(self, model_dir, keep, chief, worker, keep_best=0, out=print, **objects):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(step=self.step, epoch=self.epoch, **objects)
-        directory = model_dir if chief else os.path.join(model_dir, "workers", str(worker))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep,
+        self.directory = model_dir if chief else os.path.join(model_dir, "workers", str(worker))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep,
                                                   checkpoint_name="ckpt")
+        self.best = Best(os.path.join(self.directory, BEST_DIR), keep_best, self.checkpoint) if chief else None
+        self.out = out
 
     @property
     def latest(self):
         return self.manager.latest_checkpoint
 
     def restore_latest(self):
-        """Restores the newest checkpoint, if any; returns the step to continue from."""
-        if self.latest:
-            self.checkpoint.restore(self.latest).assert_existing_objects_matched()
-        return int(self.step.numpy())
+        """Restores the newest checkpoint that reads back whole; returns the step to continue from (0: none)."""
+        candidates = list(reversed(self.manager.checkpoints))
+        for path in candidates:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways (DataLoss, IndexError, ...)
+                self.out(f"warning: {path} can't be restored ({str(e).splitlines()[0][:200]}); "
+                         "trying the previous checkpoint")
+                continue
+            self._restored = path
+            return int(self.step.numpy())
+        if candidates:
+            raise CheckpointError(f"none of the {len(candidates)} checkpoints in {self.directory} can be restored; "
+                                  "move them away to start over")
+        return 0
+
+    @property
+    def restored(self):
+        return getattr(self, "_restored", None)
 
     def save(self, step, epoch):
         self.step.assign(step)
         self.epoch.assign(epoch)
-        return self.manager.save(checkpoint_number=step)
+        try:
+            return self.manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as e:
+            raise CheckpointError(f"can't write a checkpoint to {self.directory}: {str(e).splitlines()[0]}") from None
+
+    def consider_best(self, step, metrics):
+        """Keeps the weights of `step` among the best --keep_best by eval top-1; returns their rank or None."""
+        if self.best is None:
+            return None
+        self.step.assign(step)
+        return self.best.consider(step, metrics)
+
+    def mark_done(self, step):
+        with open(os.path.join(self.directory, DONE_FILE), "w") as f:
+            json.dump({"final_step": step}, f)
+
+
+class Best:
+    """The best `keep` checkpoints by eval top-1, in best/ with best.json recording their metrics."""
+
+    def __init__(self, directory, keep, checkpoint):
+        self.directory, self.keep, self.checkpoint = directory, keep, checkpoint
+
+    def records(self):
+        return read_best(os.path.dirname(self.directory))
+
+    def consider(self, step, metrics):
+        """Keeps this step's weights if they rank among the best; returns their rank (1 = best) or None."""
+        if self.keep <= 0:
+            return None
+        records = [r for r in self.records() if r["step"] != step]
+        entry = {"step": step, **{k: metrics[k] for k in ("top_1", "top_5", "loss")}}
+        ranked = sorted(records + [entry], key=lambda r: (-r["top_1"], r["step"]))
+        kept, dropped = ranked[:self.keep], ranked[self.keep:]
+        if entry not in kept:
+            return None
+        os.makedirs(self.directory, exist_ok=True)
+        entry["checkpoint"] = self.checkpoint.write(os.path.join(self.directory, f"ckpt-{step}"))
+        for record in dropped:
+            for name in tf.io.gfile.glob(record["checkpoint"] + ".*"):
+                tf.io.gfile.remove(name)
+        _write_json(os.path.join(self.directory, BEST_FILE), kept)
+        return kept.index(entry) + 1
+
+
+def read_best(model_dir):
+    """best.json of a run: [{'step', 'top_1', 'top_5', 'loss', 'checkpoint'}], best first."""
+    path = os.path.join(model_dir, BEST_DIR, BEST_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, value):
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)  # atomic: a reader sees the old or the new list, never half of one
 
 
 def restore(path, **objects):

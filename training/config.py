@@ -40,6 +40,9 @@ class Config:
     steps_per_loop: int
     log_every_steps: int
     keep_checkpoints: int
+    keep_best: int
+    nan_policy: str                 # 'stop' | 'skip_batch'
+    debug_nan_at_step: int | None   # test hook: this step's loss is made NaN
     seed: int
     deterministic: bool
     # devices and numerics

@@ -20,29 +20,56 @@ def l2_term(model, weight_decay):
     return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(k, tf.float32)) for k in kernels])
 
 
-def make_train_step(model, optimizer, *, global_batch_size, weight_decay, label_smoothing=0.0):
-    """Returns step(images, labels) -> dict of sums, to be run once per replica.
+def make_train_step(model, optimizer, *, global_batch_size, weight_decay, label_smoothing=0.0,
+                    skip_nonfinite=False, poison_step=None):
+    """Returns step(images, labels, step) -> dict of sums, to be run once per replica.
 
     Calling the model in training mode also updates the batch-norm moving statistics (Keras assigns them inside
     the layer call), so every step that trains the weights also moves the statistics: TF1's UPDATE_OPS, built in.
+    skip_nonfinite: a step whose loss or gradients are not finite on any replica changes nothing.
+    poison_step: a test hook (--debug_nan_at_step) that makes that step's loss NaN, to rehearse --nan_policy.
     """
-    def train_step(images, labels):
+    def train_step(images, labels, step):
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_example = cross_entropy(labels, logits, label_smoothing)
+            if poison_step is not None:
+                per_example += tf.where(tf.equal(step, poison_step), float("nan"), 0.0)
             # The one place the loss is scaled: mean over the *global* batch; gradients are then summed over
             # replicas, so each replica contributes its 1/num_replicas share of the L2 term.
             regularization = l2_term(model, weight_decay) / num_replicas
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size) + regularization
             scaled_loss = optimizer.scale_loss(loss)  # float16 loss scaling; identity otherwise
         grads = tape.gradient(scaled_loss, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        return {"cross_entropy": tf.reduce_sum(per_example),
+        finite = tf.math.is_finite(loss)
+        if skip_nonfinite:
+            finite = tf.logical_and(finite, tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
+            _apply_if_finite_everywhere(optimizer, grads, model.trainable_variables, finite)
+        else:
+            optimizer.apply(grads, model.trainable_variables)
+        keep = tf.cast(finite, tf.float32)  # a non-finite step's numbers stay out of the logged means
+        return {"cross_entropy": tf.where(finite, tf.reduce_sum(per_example), 0.0),
                 "l2": regularization,
-                "correct": tf.reduce_sum(_correct(labels, logits, 1)),
-                "examples": tf.cast(tf.shape(labels)[0], tf.float32)}
+                "correct": tf.reduce_sum(_correct(labels, logits, 1)) * keep,
+                "examples": tf.cast(tf.shape(labels)[0], tf.float32) * keep,
+                "nonfinite": 1.0 - keep}
     return train_step
+
+
+def _apply_if_finite_everywhere(optimizer, grads, variables, finite):
+    """optimizer.apply only if every replica's step is finite (the cond must sit in cross-replica context, as in
+    Keras' LossScaleOptimizer, because apply itself calls merge_call)."""
+    context = tf.distribute.get_replica_context()
+    bad = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+
+    def cross_replica(distribution, grads, bad):
+        def apply():
+            distribution.extended.call_for_each_replica(optimizer.apply, args=(grads, variables))
+
+        tf.cond(distribution.experimental_local_results(bad)[0] == 0.0, apply, lambda: None)
+
+    context.merge_call(cross_replica, args=(grads, bad))
 
 
 def make_eval_step(model, num_classes):

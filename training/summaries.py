@@ -6,14 +6,34 @@ import time
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams
+from tensorflow.core.util import event_pb2
 
 
-def writers(model_dir, chief):
-    """(train, eval) summary writers; no-ops off the chief, so only one worker writes events."""
+def writers(model_dir, chief, resumed_step=0):
+    """(train, eval) summary writers; no-ops off the chief, so only one worker writes events.
+
+    A run resumed at step s first drops the events its previous process wrote after s (it was killed before its
+    next checkpoint and will write those steps again), so the curves continue without duplicate steps."""
     if not chief:
         return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
-    return (tf.summary.create_file_writer(os.path.join(model_dir, "train")),
-            tf.summary.create_file_writer(os.path.join(model_dir, "eval")))
+    directories = [os.path.join(model_dir, name) for name in ("train", "eval")]
+    if resumed_step:
+        for directory in directories:
+            drop_events_after(directory, resumed_step)
+    return tuple(tf.summary.create_file_writer(d) for d in directories)
+
+
+def drop_events_after(directory, step):
+    """Rewrites the event files in `directory` that hold events past `step`, without those events."""
+    for path in tf.io.gfile.glob(os.path.join(directory, "events.out.tfevents.*")):
+        events = [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+        kept = [e for e in events if e.step <= step]
+        if len(kept) == len(events):
+            continue
+        with tf.io.TFRecordWriter(path + ".tmp") as f:
+            for event in kept:
+                f.write(event.SerializeToString())
+        os.replace(path + ".tmp", path)  # the file keeps its name, so TensorBoard reads it in the same order
 
 
 def scalars(writer, step, values):

@@ -33,7 +33,7 @@ def make_workload(net, mode, batch_size, image_size, num_classes, xla=False):
         train_step = steps.make_train_step(net, opt, global_batch_size=batch_size, weight_decay=1e-4)
 
         def run():
-            return train_step(images, labels)
+            return train_step(images, labels, tf.constant(1, tf.int64))
     else:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     return tf.function(run, jit_compile=xla)

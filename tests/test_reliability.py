@@ -1,0 +1,212 @@
+"""Preemption, exact resume, crash safety, best checkpoints, non-finite losses, start-up checks and eval --watch:
+the real train.py / eval.py as subprocesses, stopped and resumed on real checkpoint files."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import model
+from test_cli import ROOT, run, snapshot, tensors
+from training import checkpoints, run_dir
+
+STEPS = 300  # checkpoints at 127 and 254 (epochs of the subset at batch 32) and at 300
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def args(data_dir, model_dir, *extra):
+    return ("--dataset=cifar10", f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--depth=8",
+            "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=10", "--steps_per_loop=5",
+            "--bn_momentum=0.9", "--keep_best=2", "--deterministic", *extra)
+
+
+def start(*argv, script="train.py"):
+    return subprocess.Popen([sys.executable, script, *argv], cwd=ROOT, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def interrupt(process, when, how):
+    """Sends signal `how` once the process prints a line starting with `when`; returns (status, rest of stdout)."""
+    for line in process.stdout:
+        if line.startswith(when):
+            process.send_signal(how)
+            break
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err
+
+
+def weights(prefix):
+    """Every variable of a checkpoint but the count of saves: weights, statistics, slots, iterations, step."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+            if n not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")}
+
+
+def assert_bitwise_equal(a, b):
+    a, b = weights(a), weights(b)
+    assert a.keys() == b.keys() and len(a) > 60
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def logged_steps(model_dir, tag="loss", where="train"):
+    return [s for s, _ in tensors(os.path.join(model_dir, where), tag)]
+
+
+@pytest.fixture(scope="module")
+def reference(cifar_subset_dir, tmp_path_factory):
+    """The uninterrupted run every interrupted one must reproduce bit for bit."""
+    model_dir = str(tmp_path_factory.mktemp("reference"))
+    run("train.py", *args(cifar_subset_dir, model_dir))
+    return cifar_subset_dir, model_dir
+
+
+def test_sigterm_checkpoints_the_step_and_the_same_command_resumes_bitwise(reference, tmp_path):
+    data_dir, reference_dir = reference
+    status, out, _ = interrupt(start(*args(data_dir, tmp_path)), "step 100/", signal.SIGTERM)
+    assert status == 143
+    stopped_at = int(out.split("stopped by signal at step ")[1].split(";")[0])
+    assert 100 < stopped_at < STEPS and os.path.exists(tmp_path / f"ckpt-{stopped_at}.index")
+    resumed = run("train.py", *args(data_dir, tmp_path)).stdout
+    assert f"resuming from {tmp_path}/ckpt-{stopped_at} at step {stopped_at}" in resumed
+    assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{tmp_path}/ckpt-{STEPS}")
+    assert logged_steps(tmp_path) == logged_steps(reference_dir)  # no duplicate, no missing point
+    assert logged_steps(tmp_path, "top_1", "eval") == logged_steps(reference_dir, "top_1", "eval")
+
+
+def test_sigkill_between_checkpoints_resumes_from_the_last_one_bitwise(reference, tmp_path):
+    data_dir, reference_dir = reference
+    status, _, _ = interrupt(start(*args(data_dir, tmp_path)), "step 160/", signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    assert tf.train.latest_checkpoint(tmp_path).endswith("ckpt-127")
+    resumed = run("train.py", *args(data_dir, tmp_path)).stdout
+    assert f"resuming from {tmp_path}/ckpt-127 at step 127" in resumed
+    assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{tmp_path}/ckpt-{STEPS}")
+    # The killed process had logged steps 130-160; the resumed one wrote them again, once.
+    assert logged_steps(tmp_path) == logged_steps(reference_dir)
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
+    data_dir, reference_dir = reference
+    model_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, model_dir)
+    os.remove(model_dir / checkpoints.DONE_FILE)
+    data_file = model_dir / f"ckpt-{STEPS}.data-00000-of-00001"
+    with open(data_file, "r+b") as f:
+        f.truncate(os.path.getsize(data_file) // 2)
+    out = run("train.py", *args(data_dir, model_dir)).stdout
+    assert f"warning: {model_dir}/ckpt-{STEPS} can't be restored" in out
+    assert f"resuming from {model_dir}/ckpt-254 at step 254" in out
+    assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{model_dir}/ckpt-{STEPS}")
+
+
+def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(reference, tmp_path):
+    data_dir, reference_dir = reference
+    model_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, model_dir)
+    for data_file in model_dir.glob("ckpt-*.data-*"):
+        data_file.write_bytes(b"")
+    before = snapshot(model_dir)
+    result = run("train.py", *args(data_dir, model_dir), check=False)
+    assert result.returncode == 1 and "none of the 3 checkpoints" in result.stderr.strip().splitlines()[-1]
+    assert snapshot(model_dir) == before
+
+
+def test_best_checkpoints_are_kept_with_their_metrics(reference):
+    _, reference_dir = reference
+    best = checkpoints.read_best(reference_dir)
+    evals = dict(zip(logged_steps(reference_dir, "top_1", "eval"),
+                     (float(v) for _, v in tensors(os.path.join(reference_dir, "eval"), "top_1"))))
+    assert [r["step"] for r in best] == sorted(evals, key=lambda s: -evals[s])[:2]
+    assert [r["top_1"] for r in best] == pytest.approx(sorted(evals.values(), reverse=True)[:2])
+    kept = {f for f in os.listdir(os.path.join(reference_dir, "best")) if f.endswith(".index")}
+    assert kept == {f"ckpt-{r['step']}.index" for r in best}
+    out = run("eval.py", f"--model_dir={reference_dir}", "--checkpoint=best").stdout
+    assert out.startswith(f"step {best[0]['step']}: top-1 {best[0]['top_1']:.4f}")
+
+
+def test_nan_stops_naming_the_step_and_the_last_good_checkpoint_is_finite(cifar_subset_dir, tmp_path):
+    result = run("train.py", *args(cifar_subset_dir, tmp_path, "--debug_nan_at_step=140"), check=False)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "the loss was not finite at step 140" in last and "ckpt-127" in last
+    assert tf.train.latest_checkpoint(tmp_path).endswith("ckpt-127")
+    assert all(np.isfinite(v).all() for v in weights(f"{tmp_path}/ckpt-127").values())
+
+
+def test_nan_skip_batch_skips_that_update_only(cifar_subset_dir, tmp_path):
+    out = run("train.py", *args(cifar_subset_dir, tmp_path, "--nan_policy=skip_batch", "--debug_nan_at_step=7",
+                                "--train_steps=20")).stdout
+    assert "skipped 1 step(s) with a non-finite loss, the first at step 7" in out
+    values = weights(f"{tmp_path}/ckpt-20")
+    assert all(np.isfinite(v).all() for v in values.values())
+    iterations = [v for n, v in values.items()  # the optimizer's only int64 scalar
+                  if n.startswith("optimizer/") and v.dtype == np.int64 and v.shape == ()]
+    assert [int(i) for i in iterations] == [19]  # 20 steps, one of them skipped
+
+
+def test_sigterm_under_mirrored_strategy(cifar_subset_dir, tmp_path):
+    mirrored = args(cifar_subset_dir, tmp_path, "--strategy=mirrored", "--cpu_devices=2", "--train_steps=120")
+    status, out, _ = interrupt(start(*mirrored), "step 30/", signal.SIGTERM)
+    assert status == 143 and "stopped by signal at step" in out
+    stopped_at = int(out.split("stopped by signal at step ")[1].split(";")[0])
+    resumed = run("train.py", *mirrored).stdout
+    assert "MirroredStrategy with 2 replica(s)" in resumed and f"at step {stopped_at}" in resumed
+    assert resumed.strip().splitlines()[-1].startswith("final: step 120")
+
+
+def test_eval_watch_beside_training_evaluates_each_checkpoint_once(cifar_subset_dir, tmp_path):
+    trainer = start(*args(cifar_subset_dir, tmp_path, "--deterministic=false", "--train_steps=260",
+                          "--keep_best=0"))
+    watcher = start(f"--model_dir={tmp_path}", "--watch", "--timeout=120", script="eval.py")
+    train_out, train_err = trainer.communicate(timeout=600)
+    watch_out, watch_err = watcher.communicate(timeout=300)
+    assert trainer.returncode == 0, train_err[-2000:]
+    assert watcher.returncode == 0, watch_err[-2000:]
+    evaluated = [int(line.split(":")[0].split()[1]) for line in watch_out.splitlines() if line.startswith("step ")]
+    assert evaluated == [127, 254, 260]
+
+
+def unchanged_after(model_dir, *argv, script="train.py"):
+    """Runs a command expected to fail; returns its last stderr line after checking model_dir is untouched."""
+    before = snapshot(model_dir)
+    result = run(script, *argv, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert snapshot(model_dir) == before
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_startup_errors_touch_nothing(reference, tmp_path):
+    data_dir, reference_dir = reference
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    assert "can't write to --model_dir" in unchanged_after(tmp_path, *args(data_dir, not_a_dir / "run"))
+    other_dataset = tmp_path / "other"
+    shutil.copytree(reference_dir, other_dataset)
+    config = json.loads((other_dataset / "config.json").read_text())
+    config["config"]["dataset"] = "cifar100"
+    (other_dataset / "config.json").write_text(json.dumps(config))
+    assert "holds another run: dataset=cifar100 (asked cifar10)" in unchanged_after(
+        other_dataset, *args(data_dir, other_dataset))
+    assert "imagenet2012" in unchanged_after(tmp_path, *args(tmp_path / "no_data", tmp_path / "x",
+                                                             "--dataset=imagenet2012"))
+
+
+def test_eval_refuses_a_checkpoint_of_another_depth(reference, tmp_path):
+    _, reference_dir = reference
+    deeper, _ = model.create(14, num_classes=10, image_size=32)
+    prefix = tf.train.Checkpoint(model=deeper).write(str(tmp_path / "depth14"))
+    last = unchanged_after(reference_dir, f"--model_dir={reference_dir}", f"--checkpoint={prefix}",
+                           script="eval.py")
+    assert last.startswith(f"error: can't restore {prefix} into this run's model")
+
+
+def test_full_disk_is_refused_before_training(tmp_path, monkeypatch):
+    net, _ = model.create(50, num_classes=1000, image_size=224)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 10**7, 10**7))
+    with pytest.raises(run_dir.TrainingError, match=r"has 10 MiB free but checkpoints need about 391 MiB"):
+        run_dir.check_writable(str(tmp_path / "run"), net)

@@ -1,0 +1,74 @@
+"""The run directory: start-up checks before anything in it is touched, and what a run writes there first."""
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import data
+from training import strategy as strategies, summaries
+
+
+class TrainingError(Exception):
+    """A run that can't start or go on, with a one-line reason."""
+
+
+def check_compatible(config):
+    """Refuses a model_dir whose run has another architecture or dataset, before anything in it is touched."""
+    path = os.path.join(config.model_dir, "config.json")
+    if not os.path.exists(path):
+        if tf.train.latest_checkpoint(config.model_dir):
+            raise TrainingError(f"{config.model_dir} holds checkpoints but no config.json; use another --model_dir")
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f)["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise TrainingError(f"{path} is unreadable ({e}); use another --model_dir") from None
+    theirs = {k: saved.get(k) for k in config.architecture()}
+    diff = {k: (theirs[k], v) for k, v in config.architecture().items() if theirs[k] != v}
+    if diff:
+        what = ", ".join(f"{k}={a} (asked {b})" for k, (a, b) in diff.items())
+        raise TrainingError(f"{config.model_dir} holds another run: {what}; use another --model_dir")
+
+
+def check_writable(model_dir, model, margin=2.0):
+    """Fails early if model_dir can't be written or lacks room for `margin` checkpoints of weights + momentum."""
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        probe = os.path.join(model_dir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise TrainingError(f"can't write to --model_dir={model_dir}: {e.strerror or e}") from None
+    weights = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
+    needed = int(margin * 2 * weights)  # each checkpoint holds the weights and one momentum slot per weight
+    free = shutil.disk_usage(model_dir).free
+    if free < needed:
+        raise TrainingError(f"--model_dir={model_dir} has {free / 2**20:.0f} MiB free but checkpoints need about "
+                            f"{needed / 2**20:.0f} MiB; free some space or use another directory")
+
+
+def start(config, info, strategy, chief, step):
+    """config.json and the summary writers; the config and a grid of augmented inputs once, at step 0."""
+    if chief:
+        write_config(config, strategy)
+    train_writer, eval_writer = summaries.writers(config.model_dir, chief, resumed_step=step)
+    if step == 0:
+        summaries.config_summary(train_writer, config)
+        first = next(iter(data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=16,
+                                                  seed=config.seed)))
+        summaries.image_grid(train_writer, first[0].numpy(), info.mean, info.std)
+    return train_writer, eval_writer
+
+
+def write_config(config, strategy):
+    record = {"config": json.loads(config.to_json()), "tensorflow": tf.__version__, "keras": keras.__version__,
+              "strategy": strategies.describe(strategy)}
+    path = os.path.join(config.model_dir, "config.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(path + ".tmp", path)
