@@ -152,3 +152,21 @@ def test_summary_cli():
     bad = subprocess.run([sys.executable, "-m", "model", "--depth=51"], capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: no CIFAR-family")
     assert "Traceback" not in bad.stderr
+
+
+def test_fused_batch_norm_matches_keras_batch_norm():
+    x = tf.random.normal((8, 6, 6, 5), mean=2.0, stddev=3.0, seed=1)
+    ours = resnet_v2.batch_norm_factory(momentum=0.9)("ours")
+    theirs = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=resnet_v2.BN_EPSILON)
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 5))
+        layer.beta.assign(np.linspace(-1, 1, 5))
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), rtol=1e-5)
+    # TF1's fused kernel averages the Bessel-corrected batch variance (n = 8*6*6 values per channel).
+    n = 8 * 6 * 6
+    batch_variance = tf.math.reduce_variance(x, axis=(0, 1, 2)).numpy()
+    np.testing.assert_allclose(ours.moving_variance.numpy(), 0.9 + 0.1 * batch_variance * n / (n - 1), rtol=1e-4)
+    ours.moving_variance.assign(theirs.moving_variance.numpy())
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-4, atol=1e-4)
