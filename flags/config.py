@@ -45,7 +45,19 @@ def make_config(flag_values):
         steps_per_loop=f.steps_per_loop, log_every_steps=f.log_every_steps, keep_checkpoints=f.keep_checkpoints,
         keep_best=f.keep_best, nan_policy=f.nan_policy, debug_nan_at_step=f.debug_nan_at_step,
         seed=f.seed, deterministic=f.deterministic, dtype=f.dtype, xla=f.xla, strategy=f.strategy,
-        num_gpus=f.num_gpus, cpu_devices=f.cpu_devices), info
+        num_gpus=f.num_gpus, cpu_devices=f.cpu_devices, profile_steps=_profile_steps(f.profile_steps)), info
+
+
+def _profile_steps(value):
+    if not value:
+        return ()
+    try:
+        first, last = (int(v) for v in value)
+    except ValueError:
+        raise ConfigError(f"--profile_steps takes two steps, first,last (e.g. 20,25), not {','.join(value)}") from None
+    if not 0 < first <= last:
+        raise ConfigError(f"--profile_steps needs 0 < first <= last, got {first},{last}")
+    return first, last
 
 
 def _check_non_negative(f, *names):

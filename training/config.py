@@ -51,6 +51,7 @@ class Config:
     strategy: str
     num_gpus: int | None
     cpu_devices: int
+    profile_steps: tuple = ()       # (first, last) steps traced by tf.profiler, or ()
 
     @property
     def lr(self):

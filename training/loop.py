@@ -51,12 +51,15 @@ def run(config, info, out=print):
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
     metrics, window = None, Window()
+    profiler = summaries.Profiler(config.model_dir, config.profile_steps, out)
 
     with preemption.Preemption() as signals:
         while step < config.train_steps:
             n = min(config.steps_per_loop, steps_until_event(step, config))
+            profiler.before(step)
             sums, first_bad, stop_votes = train_loop(iterator, tf.constant(step, tf.int64), tf.constant(n),
                                                      tf.constant(signals.requested))
+            profiler.after(step + n)
             check_finite(int(first_bad), sums, config, ckpts, out)
             window.add(sums, n)
             step += n
@@ -174,4 +177,7 @@ def report_eval(step, metrics, writer, ckpts, out):
 def steps_until_event(step, config):
     """Steps to the next log, checkpoint (epoch end), eval or the end, whichever comes first."""
     periods = (config.log_every_steps, config.steps_per_epoch, config.eval_every_steps)
-    return min([every - step % every for every in periods] + [config.train_steps - step])
+    # A profile starts and ends at loop-call boundaries, so its steps are exactly the ones asked for.
+    marks = [m - step for m in (config.profile_steps[0] - 1, config.profile_steps[1]) if m > step] \
+        if config.profile_steps else []
+    return min([every - step % every for every in periods] + [config.train_steps - step] + marks)

@@ -92,3 +92,22 @@ class Progress:
 def duration(seconds):
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Profiler:
+    """A tf.profiler trace of steps [first, last] into <model_dir>/train, for TensorBoard's Profile tab."""
+
+    def __init__(self, model_dir, steps, out=print):
+        self.logdir, self.steps, self.out, self.active = os.path.join(model_dir, "train"), steps, out, False
+
+    def before(self, step):
+        """Called with the last finished step, before the next call of the train loop."""
+        if self.steps and not self.active and self.steps[0] <= step + 1 <= self.steps[1]:
+            tf.profiler.experimental.start(self.logdir)
+            self.active = True
+
+    def after(self, step):
+        if self.active and step >= self.steps[1]:
+            tf.profiler.experimental.stop()
+            self.active = False
+            self.out(f"profile of steps {self.steps[0]}-{step} written to {self.logdir}/plugins/profile")

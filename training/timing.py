@@ -12,19 +12,25 @@ from training import step as steps
 MODES = {"forward": "Forward", "forward_backward": "Forward-backward", "train": "Train"}
 
 
-def make_workload(net, mode, batch_size, image_size, num_classes, xla=False):
-    """A tf.function running one batch of `mode` on fixed random inputs, as the chapter's benchmark does."""
-    images = tf.random.normal((batch_size, image_size, image_size, 3))
-    labels = tf.random.uniform((batch_size,), maxval=num_classes, dtype=tf.int32)
+def make_workload(net, mode, batch_size, image_size, num_classes, xla=False, dataset=None):
+    """A tf.function running one batch of `mode`: on fixed random inputs, as the chapter's benchmark does, or on the
+    next batch of `dataset` (images, labels), so that the input pipeline's cost is part of the time."""
+    if dataset is None:
+        fixed = (tf.random.normal((batch_size, image_size, image_size, 3)),
+                 tf.random.uniform((batch_size,), maxval=num_classes, dtype=tf.int32))
+        batch = lambda: fixed  # noqa: E731
+    else:
+        iterator = iter(dataset)
+        batch = lambda: next(iterator)  # noqa: E731
     if mode == "forward":
         # The chapter times inference: resnet_arg_scope(is_training=False).
         def run():
-            return net(images, training=False)
+            return net(batch()[0], training=False)
     elif mode == "forward_backward":
         # The chapter's protocol: an l2 loss on the logits, gradients of every trainable variable.
         def run():
             with tf.GradientTape() as tape:
-                objective = tf.nn.l2_loss(tf.cast(net(images, training=True), tf.float32))
+                objective = tf.nn.l2_loss(tf.cast(net(batch()[0], training=True), tf.float32))
             return tape.gradient(objective, net.trainable_variables)
     elif mode == "train":
         schedule = optim.Schedule(base_lr=0.1, total_steps=1)
@@ -33,10 +39,24 @@ def make_workload(net, mode, batch_size, image_size, num_classes, xla=False):
         train_step = steps.make_train_step(net, opt, global_batch_size=batch_size, weight_decay=1e-4)
 
         def run():
+            images, labels = batch()
             return train_step(images, labels, tf.constant(1, tf.int64))
     else:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     return tf.function(run, jit_compile=xla)
+
+
+def matmul_peak(size=2048, repeats=20):
+    """GFLOP/s of a size x size float32 matmul, the best of `repeats`: what this machine's cores can do."""
+    a, b = tf.random.normal((size, size)), tf.random.normal((size, size))
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    matmul().numpy()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
 
 
 def time_run(fn, info_string, num_batches, warmup_steps=10, out=print):
