@@ -42,8 +42,8 @@ def test_multi_worker_processes_end_with_identical_weights(cifar_subset_dir, tmp
         workers.append(subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = [w.communicate(timeout=600) for w in workers]
-    for w, (out, err) in zip(workers, outputs):
-        assert w.returncode == 0, err[-3000:]
+    for index, (w, (out, err)) in enumerate(zip(workers, outputs)):
+        assert w.returncode == 0, f"worker {index}: {err[-3000:]}"
     assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outputs[0][0]
     chief = checkpoint_values(os.path.join(tmp_path, "ckpt-2"))
     other = checkpoint_values(os.path.join(tmp_path, "workers", "1", "ckpt-2"))

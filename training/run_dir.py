@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import socket
 
 import keras
 import numpy as np
@@ -38,7 +39,8 @@ def check_writable(model_dir, model, margin=2.0):
     """Fails early if model_dir can't be written or lacks room for `margin` checkpoints of weights + momentum."""
     try:
         os.makedirs(model_dir, exist_ok=True)
-        probe = os.path.join(model_dir, ".write_test")
+        # One name per process: the workers of a multi-worker run probe the same directory at the same time.
+        probe = os.path.join(model_dir, f".write_test.{socket.gethostname()}.{os.getpid()}")
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
