@@ -65,9 +65,10 @@ def run(config, info, out=print):
             step += n
             if step % config.log_every_steps == 0 or step == config.train_steps:
                 log(step, window.take(), opt, progress, train_writer, config)
-            if step % config.steps_per_epoch == 0 or step == config.train_steps or float(stop_votes) > 0:
+            stop = float(stop_votes) > 0 and step < config.train_steps  # at the last step, just finish
+            if step % config.steps_per_epoch == 0 or step == config.train_steps or stop:
                 ckpts.save(step, step // config.steps_per_epoch)
-            if float(stop_votes) > 0:
+            if stop:
                 raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
                               "command to resume", signals.exit_status)
             if step % config.eval_every_steps == 0 or step == config.train_steps:
