@@ -155,3 +155,10 @@ def test_bad_flags_fail_in_one_line_and_touch_nothing(trained, args, message):
     assert last.startswith("error: ") and message in last, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert snapshot(model_dir) == before
+
+
+def test_resnet20_recipe_batch_runs_past_its_third_loop_call(cifar_subset_dir, tmp_path):
+    # Regression: with grappler's arithmetic optimizer on, this run died at step 31 with AlreadyExistsError.
+    out = run("train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", f"--model_dir={tmp_path}",
+              "--depth=20", "--train_steps=62", "--log_every_steps=31").stdout
+    assert out.strip().splitlines()[-1].startswith("final: step 62  test top-1 ")
