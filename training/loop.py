@@ -88,7 +88,8 @@ def build(config, info, strategy):
     keras.utils.set_random_seed(config.seed)
     # Grappler's arithmetic optimizer rewrites an AddN inside the multi-step loop into an accumulator whose
     # temporary variable then "already exists" (AlreadyExistsError at the third call of a ResNet-20, batch 128,
-    # on TF 2.21 CPU; tests/test_cli.py keeps that run). Off, that run trained at 648 images/s; on, at 622 until the crash.
+    # on TF 2.21 CPU; tests/test_cli.py keeps that run). Off, that run trained at 648 images/s; on, at 622
+    # until the crash.
     tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
