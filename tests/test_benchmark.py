@@ -41,7 +41,7 @@ def test_keras_reference_runs_the_same_protocol():
 
 
 def test_real_data_feeds_the_timed_step(cifar_subset_dir):
-    out = benchmark("--model=resnet_v2_8", "--mode=train", f"--data=cifar10", f"--data_dir={cifar_subset_dir}",
+    out = benchmark("--model=resnet_v2_8", "--mode=train", "--data=cifar10", f"--data_dir={cifar_subset_dir}",
                     *FAST)
     assert out[0].startswith("resnet_v2_8: cifar family, basic units, batch 2, 32x32") and "inputs cifar10" in out[0]
     assert_chapter_format(out, "Train", r"0\.\d{3}")

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import data
 import model as resnet
-from training import checkpoints, evaluation, strategy as strategies
+from training import checkpoints, evaluation, run_dir, strategy as strategies
 
 
 class EvalError(Exception):
@@ -28,17 +28,19 @@ class EvalConfig:
 
 
 def load_run_config(model_dir):
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(path):
-        raise EvalError(f"{model_dir} has no config.json: is it a train.py --model_dir?")
-    with open(path) as f:
-        return json.load(f)["config"]
+    try:
+        saved = run_dir.read_config(model_dir)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
+    if saved is None:
+        raise EvalError(f"{model_dir} has no {run_dir.CONFIG_FILE}: is it a train.py --model_dir?")
+    return saved
 
 
 def run(config, out=print):
     """Evaluates and writes model_dir/eval/metrics.json; returns the metrics of the last checkpoint evaluated."""
     if config.watch:
-        _wait_for(os.path.join(config.model_dir, "config.json"), config.timeout)
+        _wait_for(os.path.join(config.model_dir, run_dir.CONFIG_FILE), config.timeout)
     run_config = load_run_config(config.model_dir)
     info = data.get_info(config.dataset or run_config["dataset"], config.data_dir or run_config["data_dir"],
                          run_config["image_size"])

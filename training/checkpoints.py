@@ -29,6 +29,7 @@ class Checkpoints:
                                                   checkpoint_name="ckpt")
         self.best = Best(os.path.join(self.directory, BEST_DIR), keep_best, self.checkpoint) if chief else None
         self.out = out
+        self.restored = None  # the checkpoint restore_latest() used
 
     @property
     def latest(self):
@@ -44,16 +45,12 @@ class Checkpoints:
                 self.out(f"warning: {path} can't be restored ({str(e).splitlines()[0][:200]}); "
                          "trying the previous checkpoint")
                 continue
-            self._restored = path
+            self.restored = path
             return int(self.step.numpy())
         if candidates:
             raise CheckpointError(f"none of the {len(candidates)} checkpoints in {self.directory} can be restored; "
                                   "move them away to start over")
         return 0
-
-    @property
-    def restored(self):
-        return getattr(self, "_restored", None)
 
     def save(self, step, epoch):
         self.step.assign(step)

@@ -25,9 +25,7 @@ def run(config, info, out=print):
 
     Raises TrainingError (bad setup, non-finite loss) or Stopped (SIGTERM/SIGINT, after a checkpoint)."""
     strategy = strategies.create(config.strategy, config.num_gpus)
-    if config.batch_size % strategy.num_replicas_in_sync:
-        raise TrainingError(f"--batch_size={config.batch_size} is not divisible by the "
-                            f"{strategy.num_replicas_in_sync} replicas; use a multiple of {strategy.num_replicas_in_sync}")
+    strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
     run_dir.check_compatible(config)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "

@@ -12,22 +12,36 @@ import data
 from training import strategy as strategies, summaries
 
 
+CONFIG_FILE = "config.json"
+
+
 class TrainingError(Exception):
     """A run that can't start or go on, with a one-line reason."""
 
 
-def check_compatible(config):
-    """Refuses a model_dir whose run has another architecture or dataset, before anything in it is touched."""
-    path = os.path.join(config.model_dir, "config.json")
+def read_config(model_dir):
+    """The resolved config a run saved in model_dir, as a dict; None if there is none. Raises ValueError if it
+    can't be read."""
+    path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
-        if tf.train.latest_checkpoint(config.model_dir):
-            raise TrainingError(f"{config.model_dir} holds checkpoints but no config.json; use another --model_dir")
-        return
+        return None
     try:
         with open(path) as f:
-            saved = json.load(f)["config"]
+            return json.load(f)["config"]
     except (OSError, ValueError, KeyError) as e:
-        raise TrainingError(f"{path} is unreadable ({e}); use another --model_dir") from None
+        raise ValueError(f"{path} is unreadable ({e})") from None
+
+
+def check_compatible(config):
+    """Refuses a model_dir whose run has another architecture or dataset, before anything in it is touched."""
+    try:
+        saved = read_config(config.model_dir)
+    except ValueError as e:
+        raise TrainingError(f"{e}; use another --model_dir") from None
+    if saved is None:
+        if tf.train.latest_checkpoint(config.model_dir):
+            raise TrainingError(f"{config.model_dir} holds checkpoints but no {CONFIG_FILE}; use another --model_dir")
+        return
     theirs = {k: saved.get(k) for k in config.architecture()}
     diff = {k: (theirs[k], v) for k, v in config.architecture().items() if theirs[k] != v}
     if diff:
@@ -70,7 +84,7 @@ def start(config, info, strategy, chief, step):
 def write_config(config, strategy):
     record = {"config": json.loads(config.to_json()), "tensorflow": tf.__version__, "keras": keras.__version__,
               "strategy": strategies.describe(strategy)}
-    path = os.path.join(config.model_dir, "config.json")
+    path = os.path.join(config.model_dir, CONFIG_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)
     os.replace(path + ".tmp", path)

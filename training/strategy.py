@@ -46,6 +46,13 @@ def create(kind="auto", num_gpus=None):
     return tf.distribute.MirroredStrategy(devices)
 
 
+def check_batch_size(strategy, batch_size):
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise StrategyError(f"--batch_size={batch_size} is not divisible by the {replicas} replicas; "
+                            f"use a multiple of {replicas}")
+
+
 def is_chief(strategy):
     """True on the one worker that writes checkpoints, summaries and config (always true off multi-worker)."""
     return strategy.extended.should_checkpoint
