@@ -1,4 +1,4 @@
-# GPU image for train.py (eval.py and benchmark.py run with --entrypoint python).
+# GPU image for train.py (eval.py, predict.py, export.py and benchmark.py run with --entrypoint python).
 #   docker build -t resnet-v2 .
 #   docker run --gpus all -v $HOME/tensorflow_datasets:/data -v $PWD/runs:/runs resnet-v2 \
 #       --dataset=cifar10 --depth=50 --data_dir=/data --model_dir=/runs/cifar10_resnet_v2_50
@@ -11,7 +11,8 @@ COPY model/ model/
 COPY data/ data/
 COPY flags/ flags/
 COPY training/ training/
-COPY train.py eval.py benchmark.py ./
+COPY inference/ inference/
+COPY train.py eval.py benchmark.py predict.py export.py ./
 
 # tfds reads and writes datasets under /data; each GPU gets its own host threads for kernel launches.
 ENV TFDS_DATA_DIR=/data \

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data import folder
+from data import folder, preprocessing
 from data.info import (DEFAULT_LARGE_IMAGE_SIZE, DEFAULT_NORMALIZATION, NORMALIZATION, SMALL_IMAGE_MAX_SIDE,
                        DataError, DatasetInfo)
 
@@ -92,10 +92,8 @@ def _in_memory(examples: tf.data.Dataset, info: DatasetInfo, split: str) -> Spli
     def to_rgb_square(image, label):
         if image.shape[-1] == 1:  # e.g. a grayscale tfds dataset; folder images are decoded as RGB already
             image = tf.image.grayscale_to_rgb(image)
-        image = image[:, :, :3]
-        if image.shape[0] != size or image.shape[1] != size:  # unknown or other size: only some folders
-            image = tf.cast(tf.image.resize(image, [size, size], antialias=True) + 0.5, tf.uint8)
-        return tf.ensure_shape(image, [size, size, 3]), tf.cast(label, tf.int32)
+        # Unknown or other sizes (only some folders) are resized.
+        return preprocessing.fit_small(image[:, :, :3], size), tf.cast(label, tf.int32)
 
     batches = examples.map(to_rgb_square, num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
     arrays = list(batches.as_numpy_iterator())

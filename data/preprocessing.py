@@ -46,13 +46,36 @@ def random_resized_crop_flip(encoded, seed, image_size: int):
 def resize_center_crop(encoded, image_size: int):
     """Eval transform of an encoded image: resize the shorter side to image_size / 0.875, then take the central
     image_size x image_size crop. Returns float32 in [0, 255]."""
-    image = decode(encoded)
+    return center_crop(decode(encoded), image_size)
+
+
+def center_crop(image, image_size: int):
+    """resize_center_crop of a decoded uint8 [h, w, 3] image."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = tf.math.ceil(image_size / EVAL_CROP_FRACTION) / tf.reduce_min(shape)
     new_size = tf.cast(tf.math.round(shape * scale), tf.int32)
     resized = tf.image.resize(image, new_size, method="bilinear", antialias=True)
     top, left = (new_size[0] - image_size) // 2, (new_size[1] - image_size) // 2
     return tf.ensure_shape(resized[top:top + image_size, left:left + image_size], [image_size, image_size, 3])
+
+
+def fit_small(image, image_size: int):
+    """How small-image datasets (<= 64 px) hold every image: uint8 [image_size, image_size, 3], other sizes
+    resized (antialiased, aspect not kept) and rounded. CIFAR images pass unchanged."""
+    if image.shape[0] == image_size and image.shape[1] == image_size:
+        return image
+    resized = tf.image.resize(image, [image_size, image_size], antialias=True)
+    return tf.ensure_shape(tf.cast(resized + 0.5, tf.uint8), [image_size, image_size, 3])
+
+
+def eval_image(image, image_size: int, small_images: bool, mean, std):
+    """The eval transform of one decoded uint8 image of any size, as the eval pipeline applies it: normalized
+    float32 [image_size, image_size, 3]. What predict.py and exported models use."""
+    if small_images:
+        image = fit_small(image, image_size)  # an image of the model's size comes back unchanged (tested)
+    else:
+        image = center_crop(image, image_size)
+    return normalize(image, mean, std)
 
 
 def decode(encoded):

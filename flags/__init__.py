@@ -27,6 +27,11 @@ def define_model_flags():
     flags.DEFINE_float("bn_momentum", 0.997, "Batch-norm moving-average decay (the chapter's 0.997 remembers ~330 "
                        "steps; use 0.9-0.99 for runs of a few hundred steps).")
     flags.DEFINE_bool("sync_bn", False, "Synchronized batch norm: statistics over the global batch, not per replica.")
+    flags.DEFINE_string("init_checkpoint", None, "Fine-tune: start a new run from this run directory's best (else "
+                        "latest) checkpoint, or from a checkpoint prefix in one; the classifier is new when the "
+                        "class count differs. Ignored when --model_dir already has checkpoints.")
+    flags.DEFINE_bool("freeze_backbone", False, "Train only the classifier; frozen batch norm uses its moving "
+                      "statistics.")
 
 
 def define_training_flags():

@@ -45,7 +45,8 @@ def make_config(flag_values):
         steps_per_loop=f.steps_per_loop, log_every_steps=f.log_every_steps, keep_checkpoints=f.keep_checkpoints,
         keep_best=f.keep_best, nan_policy=f.nan_policy, debug_nan_at_step=f.debug_nan_at_step,
         seed=f.seed, deterministic=f.deterministic, dtype=f.dtype, xla=f.xla, strategy=f.strategy,
-        num_gpus=f.num_gpus, cpu_devices=f.cpu_devices, profile_steps=_profile_steps(f.profile_steps)), info
+        num_gpus=f.num_gpus, cpu_devices=f.cpu_devices, profile_steps=_profile_steps(f.profile_steps),
+        init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone), info
 
 
 def _profile_steps(value):

@@ -88,3 +88,24 @@ def test_normalize_uses_per_channel_mean_and_std():
     image = tf.constant([[[10, 20, 30]]], tf.uint8)
     out = preprocessing.normalize(image, (10.0, 10.0, 10.0), (1.0, 2.0, 4.0))
     np.testing.assert_allclose(out, [[[0.0, 5.0, 5.0]]])
+
+
+def test_eval_image_passes_a_model_size_small_image_unchanged_and_fits_other_sizes():
+    mean, std = (100.0, 110.0, 120.0), (50.0, 60.0, 70.0)
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3)), tf.uint8)
+    # Through a tf.function with an unknown shape, as predict.py and the exported model call it.
+    fn = tf.function(lambda x: preprocessing.eval_image(x, 32, True, mean, std),
+                     input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    # Pixels unchanged; the normalization may differ by an ulp inside a graph (grappler rewrites the division).
+    np.testing.assert_allclose(fn(image), preprocessing.normalize(image, mean, std), rtol=0, atol=1e-6)
+    fit = tf.function(lambda x: preprocessing.fit_small(x, 32), input_signature=[tf.TensorSpec([None, None, 3],
+                                                                                              tf.uint8)])
+    np.testing.assert_array_equal(fit(image), image)
+    assert fn(_ramp(90, 40)).shape == (32, 32, 3)  # squeezed to the model's size, as folder datasets store them
+
+
+def test_eval_image_of_a_large_image_is_the_eval_pipelines_center_crop():
+    image = _ramp(300, 200)
+    encoded = tf.io.encode_png(image)
+    expected = preprocessing.normalize(preprocessing.resize_center_crop(encoded, 224), (0, 0, 0), (1, 1, 1))
+    np.testing.assert_array_equal(preprocessing.eval_image(image, 224, False, (0, 0, 0), (1, 1, 1)), expected)

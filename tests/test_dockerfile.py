@@ -28,7 +28,11 @@ def test_base_image_entrypoint_and_requirements():
     assert pins["tensorflow"].strip() == "2.21.0"  # the same TensorFlow as the base image
 
 
-def test_image_copies_every_package_train_py_imports():
+def test_image_copies_every_package_and_entry_point():
     copied = open(DOCKERFILE).read()
-    for package in ("model/", "data/", "flags/", "training/", "train.py", "eval.py", "benchmark.py"):
+    entry_points = [f for f in os.listdir(ROOT) if f.endswith(".py")]
+    packages = [d + "/" for d in os.listdir(ROOT) if os.path.exists(os.path.join(ROOT, d, "__init__.py"))
+                and d != "tests"]
+    assert {"train.py", "eval.py", "predict.py", "export.py", "benchmark.py"} <= set(entry_points)
+    for package in packages + entry_points:
         assert package in copied

@@ -1,5 +1,6 @@
 """Preemption, exact resume, crash safety, best checkpoints, non-finite losses, start-up checks and eval --watch:
 the real train.py / eval.py as subprocesses, stopped and resumed on real checkpoint files."""
+import csv
 import json
 import os
 import shutil
@@ -89,6 +90,13 @@ def test_sigkill_between_checkpoints_resumes_from_the_last_one_bitwise(reference
     assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{tmp_path}/ckpt-{STEPS}")
     # The killed process had logged steps 130-160; the resumed one wrote them again, once.
     assert logged_steps(tmp_path) == logged_steps(reference_dir)
+    assert metrics_csv(tmp_path) == metrics_csv(reference_dir)
+
+
+def metrics_csv(model_dir):
+    """metrics.csv without its timing column."""
+    with open(os.path.join(model_dir, "metrics.csv"), newline="") as f:
+        return [{k: v for k, v in row.items() if k != "images_per_second"} for row in csv.DictReader(f)]
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):

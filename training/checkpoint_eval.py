@@ -1,5 +1,6 @@
 """eval.py's library side: restore a run's model from a checkpoint and evaluate the full test split, once or
-for every checkpoint as training writes them."""
+for every checkpoint as training writes them; each evaluation writes metrics.json and the reports (confusion
+matrix, per-class precision / recall) into <model_dir>/eval."""
 import dataclasses
 import json
 import os
@@ -8,8 +9,7 @@ import time
 import tensorflow as tf
 
 import data
-import model as resnet
-from training import checkpoints, evaluation, run_dir, strategy as strategies
+from training import checkpoints, evaluation, network, reports, run_dir, strategy as strategies
 
 
 class EvalError(Exception):
@@ -49,10 +49,10 @@ def run(config, out=print):
                         f"{run_config['num_classes']}")
     strategy = strategies.create("auto")
     with strategy.scope():
-        net, _ = resnet.create(run_config["depth"], info.num_classes, run_config["image_size"], run_config["unit"],
-                               run_config["arch"], run_config["width"], run_config["sync_bn"], run_config["bn_momentum"])
+        net, _ = network.create(run_config, info.num_classes)
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size or run_config["batch_size"],
                                     config.data_dir or run_config["data_dir"])
+    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
     metrics = None
     for path in _checkpoints(config):
         try:
@@ -60,7 +60,8 @@ def run(config, out=print):
         except Exception as e:  # noqa: BLE001 - shape mismatches, damaged files: all mean "not this model's"
             raise EvalError(f"can't restore {path} into this run's model: {str(e).splitlines()[0]}") from None
         metrics = {**evaluate(), "step": step, "checkpoint": path}
-        report(metrics, info, out)
+        rows = reports.write(os.path.join(config.model_dir, "eval"), metrics, info.class_names, writer)
+        report(metrics, rows, out)
         write_metrics(config.model_dir, metrics, info)
     if metrics is None:
         raise EvalError(f"no checkpoint in {config.model_dir} yet")
@@ -68,19 +69,12 @@ def run(config, out=print):
 
 
 def _checkpoints(config):
-    if config.checkpoint == "best":
-        best = checkpoints.read_best(config.model_dir)
-        if not best:
-            raise EvalError(f"{config.model_dir} has no best checkpoint yet (train.py keeps them with --keep_best)")
-        return [best[0]["checkpoint"]]
-    if config.checkpoint:
-        if not tf.io.gfile.exists(config.checkpoint + ".index"):
-            raise EvalError(f"no checkpoint at {config.checkpoint} (give the prefix, e.g. {config.model_dir}/ckpt-100)")
-        return [config.checkpoint]
-    if not config.watch:
-        latest = tf.train.latest_checkpoint(config.model_dir)
-        return [latest] if latest else []
-    return _watch(config.model_dir, config.timeout)
+    if config.watch and config.checkpoint is None:
+        return _watch(config.model_dir, config.timeout)
+    try:
+        return [checkpoints.find(config.model_dir, config.checkpoint)]
+    except checkpoints.CheckpointError as e:
+        raise EvalError(str(e)) from None
 
 
 def _watch(model_dir, timeout, poll_seconds=1.0):
@@ -122,16 +116,17 @@ def _step_of(path):
     return int(path.rsplit("-", 1)[-1])
 
 
-def report(metrics, info, out=print):
+def report(metrics, per_class, out=print):
     out(f"step {metrics['step']}: top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
         f"loss {metrics['loss']:.4f}  examples {metrics['num_examples']}  ({metrics['checkpoint']})")
-    out("per-class accuracy: " + "  ".join(f"{name} {acc:.3f}" for name, acc in
-                                           zip(info.class_names, metrics["per_class_accuracy"])))
+    for line in reports.table(per_class):
+        out(line)
 
 
 def write_metrics(model_dir, metrics, info):
-    os.makedirs(os.path.join(model_dir, "eval"), exist_ok=True)
-    record = {**metrics, "per_class_accuracy": dict(zip(info.class_names, metrics["per_class_accuracy"]))}
+    """metrics.json; the confusion matrix is in its own CSV (1,000,000 cells for ImageNet)."""
+    record = {k: v for k, v in metrics.items() if k != "confusion_matrix"}
+    record["per_class_accuracy"] = dict(zip(info.class_names, metrics["per_class_accuracy"]))
     path = os.path.join(model_dir, "eval", "metrics.json")
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)

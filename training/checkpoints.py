@@ -92,6 +92,9 @@ class Best:
         if entry not in kept:
             return None
         os.makedirs(self.directory, exist_ok=True)
+        # Touching save_counter creates it, so that a best checkpoint written before the run's first save (an
+        # eval before the first epoch ends) also holds it; restore() insists that every object it has matched.
+        self.checkpoint.save_counter  # noqa: B018
         entry["checkpoint"] = self.checkpoint.write(os.path.join(self.directory, f"ckpt-{step}"))
         for record in dropped:
             for name in tf.io.gfile.glob(record["checkpoint"] + ".*"):
@@ -107,6 +110,25 @@ def read_best(model_dir):
         return []
     with open(path) as f:
         return json.load(f)
+
+
+def find(model_dir, which=None, prefer_best=False):
+    """The checkpoint prefix to read from a run: `which` (a prefix, or 'best'); otherwise the best kept one if
+    prefer_best and there is one, else the latest. Raises CheckpointError naming what is missing."""
+    best = read_best(model_dir)
+    if which == "best" or (which is None and prefer_best and best):
+        if not best:
+            raise CheckpointError(f"{model_dir} has no best checkpoint yet (train.py keeps them with --keep_best)")
+        # best.json holds the path as training saw it (maybe relative to another directory): take its name only.
+        return os.path.join(model_dir, BEST_DIR, os.path.basename(best[0]["checkpoint"]))
+    if which:
+        if not tf.io.gfile.exists(which + ".index"):
+            raise CheckpointError(f"no checkpoint at {which} (give the prefix, e.g. {model_dir}/ckpt-100)")
+        return which
+    latest = tf.train.latest_checkpoint(model_dir)
+    if not latest:
+        raise CheckpointError(f"no checkpoint in {model_dir} yet")
+    return latest
 
 
 def _write_json(path, value):

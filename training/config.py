@@ -52,6 +52,9 @@ class Config:
     num_gpus: int | None
     cpu_devices: int
     profile_steps: tuple = ()       # (first, last) steps traced by tf.profiler, or ()
+    # fine-tuning
+    init_checkpoint: str | None = None  # a run dir or checkpoint to warm-start a new run from
+    freeze_backbone: bool = False       # train only the classifier
 
     @property
     def lr(self):

@@ -16,9 +16,9 @@ class Evaluator:
                                                input_context=ctx))
         eval_step = steps.make_eval_step(model, info.num_classes)
 
-        zero, zeros = tf.constant(0.0), tf.zeros([info.num_classes])
+        zero = tf.constant(0.0)
         initial = {"cross_entropy": zero, "correct": zero, "correct_top5": zero, "examples": zero,
-                   "class_correct": zeros, "class_examples": zeros}
+                   "confusion": tf.zeros([info.num_classes, info.num_classes])}
 
         @tf.function
         def evaluate(dataset):
@@ -32,10 +32,12 @@ class Evaluator:
         self._evaluate = evaluate
 
     def __call__(self):
-        """{'top_1', 'top_5', 'loss', 'num_examples', 'per_class_accuracy'} over the full split."""
+        """{'top_1', 'top_5', 'loss', 'num_examples', 'per_class_accuracy', 'confusion_matrix'} over the full
+        split; the confusion matrix is an int64 array [true class, predicted class]."""
         sums = {k: v.numpy() for k, v in self._evaluate(self.dataset).items()}
         n = float(sums["examples"])
-        per_class = sums["class_correct"] / np.maximum(sums["class_examples"], 1.0)
+        confusion = np.rint(sums["confusion"]).astype(np.int64)  # float32 counts are exact below 2**24
+        per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
         return {"top_1": float(sums["correct"] / n), "top_5": float(sums["correct_top5"] / n),
                 "loss": float(sums["cross_entropy"] / n), "num_examples": int(round(n)),
-                "per_class_accuracy": [float(a) for a in per_class]}
+                "per_class_accuracy": [float(a) for a in per_class], "confusion_matrix": confusion}

@@ -4,9 +4,8 @@ import keras
 import tensorflow as tf
 
 import data
-import model as resnet
-from training import (checkpoints, evaluation, optimizer as optim, preemption, run_dir, step as steps,
-                      strategy as strategies, summaries)
+from training import (checkpoints, evaluation, network, optimizer as optim, preemption, run_dir, step as steps,
+                      strategy as strategies, summaries, warm_start)
 from training.run_dir import TrainingError
 
 __all__ = ["TrainingError", "Stopped", "run"]
@@ -36,7 +35,10 @@ def run(config, info, out=print):
                                     keep_best=config.keep_best, out=out, model=net, optimizer=opt)
     step = ckpts.restore_latest()
     if step:
-        out(f"resuming from {ckpts.restored} at step {step}")
+        ignored = "; --init_checkpoint ignored" if config.init_checkpoint else ""
+        out(f"resuming from {ckpts.restored} at step {step}{ignored}")
+    elif config.init_checkpoint:
+        warm_start.warm_start(net, config, out)
     train_writer, eval_writer = run_dir.start(config, info, strategy, chief, step)
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
@@ -49,6 +51,7 @@ def run(config, info, out=print):
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
     metrics, window = None, Window()
+    metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step)
     profiler = summaries.Profiler(config.model_dir, config.profile_steps, out)
 
     with preemption.Preemption() as signals:
@@ -61,17 +64,21 @@ def run(config, info, out=print):
             check_finite(int(first_bad), sums, config, ckpts, out)
             window.add(sums, n)
             step += n
+            row = {}
             if step % config.log_every_steps == 0 or step == config.train_steps:
-                log(step, window.take(), opt, progress, train_writer, config)
+                row = log(step, window.take(), opt, progress, train_writer, config)
             stop = float(stop_votes) > 0 and step < config.train_steps  # at the last step, just finish
             if step % config.steps_per_epoch == 0 or step == config.train_steps or stop:
                 ckpts.save(step, step // config.steps_per_epoch)
             if stop:
+                metrics_csv.write(step, step / config.steps_per_epoch, row)
                 raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
                               "command to resume", signals.exit_status)
             if step % config.eval_every_steps == 0 or step == config.train_steps:
                 metrics = evaluate()
                 report_eval(step, metrics, eval_writer, ckpts, out)
+                row.update({f"eval_{k}": metrics[k] for k in ("loss", "top_1", "top_5")})
+            metrics_csv.write(step, step / config.steps_per_epoch, row)
 
     metrics = metrics or evaluate()
     if chief:
@@ -98,8 +105,9 @@ def build(config, info, strategy):
         warmup_steps=round(config.warmup_epochs * config.steps_per_epoch),
         boundaries=tuple(round(e * config.steps_per_epoch) for e in config.lr_decay_epochs))
     with strategy.scope():
-        net, _ = resnet.create(config.depth, info.num_classes, config.image_size, config.unit, config.arch,
-                               config.width, config.sync_bn, config.bn_momentum)
+        net, _ = network.create(config, info.num_classes)
+        if config.freeze_backbone:
+            network.freeze_backbone(net)
         opt = optim.create(schedule, config.momentum, config.nesterov, loss_scaling=config.dtype == "float16")
         opt.build(net.trainable_variables)
     return net, opt
@@ -164,10 +172,13 @@ def check_finite(first_bad, sums, config, ckpts, out):
 
 
 def log(step, metrics, opt, progress, writer, config):
+    """Console line and TensorBoard scalars; returns the metrics.csv columns."""
     lr = float(opt.learning_rate)
     steps_per_s = progress.log(step, metrics, lr)
     summaries.scalars(writer, step, {**metrics, "learning_rate": lr, "steps_per_second": steps_per_s,
                                      "examples_per_second": steps_per_s * config.batch_size})
+    return {"train_loss": metrics["loss"], "train_top_1": metrics["top_1"], "learning_rate": lr,
+            "images_per_second": steps_per_s * config.batch_size}
 
 
 def report_eval(step, metrics, writer, ckpts, out):

@@ -1,4 +1,5 @@
 """The run directory: start-up checks before anything in it is touched, and what a run writes there first."""
+import dataclasses
 import json
 import os
 import shutil
@@ -19,17 +20,27 @@ class TrainingError(Exception):
     """A run that can't start or go on, with a one-line reason."""
 
 
-def read_config(model_dir):
-    """The resolved config a run saved in model_dir, as a dict; None if there is none. Raises ValueError if it
-    can't be read."""
+def read_config(model_dir, part="config"):
+    """A part of the config.json a run saved in model_dir, as a dict: "config" (the resolved training Config) or
+    "dataset" (its DatasetInfo; absent in runs written before it was recorded). None if there is none. Raises
+    ValueError if the file can't be read."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
-            return json.load(f)["config"]
+            return json.load(f)["config"] if part == "config" else json.load(f).get(part)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path} is unreadable ({e})") from None
+
+
+def read_dataset_info(model_dir):
+    """The DatasetInfo the run trained on (class names, normalization, image size), as recorded in config.json,
+    so that predicting needs no dataset; None for runs that did not record it."""
+    record = read_config(model_dir, "dataset")
+    if record is None:
+        return None
+    return data.DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
 
 
 def check_compatible(config):
@@ -71,7 +82,7 @@ def check_writable(model_dir, model, margin=2.0):
 def start(config, info, strategy, chief, step):
     """config.json and the summary writers; the config and a grid of augmented inputs once, at step 0."""
     if chief:
-        write_config(config, strategy)
+        write_config(config, info, strategy)
     train_writer, eval_writer = summaries.writers(config.model_dir, chief, resumed_step=step)
     if step == 0:
         summaries.config_summary(train_writer, config)
@@ -81,9 +92,9 @@ def start(config, info, strategy, chief, step):
     return train_writer, eval_writer
 
 
-def write_config(config, strategy):
-    record = {"config": json.loads(config.to_json()), "tensorflow": tf.__version__, "keras": keras.__version__,
-              "strategy": strategies.describe(strategy)}
+def write_config(config, info, strategy):
+    record = {"config": json.loads(config.to_json()), "dataset": dataclasses.asdict(info),
+              "tensorflow": tf.__version__, "keras": keras.__version__, "strategy": strategies.describe(strategy)}
     path = os.path.join(config.model_dir, CONFIG_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)

@@ -77,13 +77,14 @@ def make_eval_step(model, num_classes):
     def eval_step(images, labels, weights):
         logits = model(images, training=False)
         labels = tf.maximum(labels, 0)  # padding may carry label -1; its weight is 0
-        correct = _correct(labels, logits, 1) * weights
+        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return {"cross_entropy": tf.reduce_sum(cross_entropy(labels, logits) * weights),
-                "correct": tf.reduce_sum(correct),
+                "correct": tf.reduce_sum(_correct(labels, logits, 1) * weights),
                 "correct_top5": tf.reduce_sum(_correct(labels, logits, min(5, num_classes)) * weights),
                 "examples": tf.reduce_sum(weights),
-                "class_correct": tf.math.unsorted_segment_sum(correct, labels, num_classes),
-                "class_examples": tf.math.unsorted_segment_sum(weights, labels, num_classes)}
+                # [true, predicted] counts; padding has weight 0.
+                "confusion": tf.math.confusion_matrix(labels, predictions, num_classes, weights=weights,
+                                                      dtype=tf.float32)}
     return eval_step
 
 

@@ -1,4 +1,5 @@
 """What a run shows: TensorBoard scalars, images, text and hparams under model_dir, and console progress."""
+import csv
 import json
 import os
 import time
@@ -63,6 +64,36 @@ def image_grid(writer, images, mean, std, step=0, columns=4):
     with writer.as_default(step=step):
         tf.summary.image("augmented_inputs", np.concatenate(rows, axis=0)[None], max_outputs=1)
     writer.flush()
+
+
+class MetricsCsv:
+    """<model_dir>/metrics.csv: one row per step that logged training metrics or evaluated, for pandas users.
+    A resumed run first drops the rows its previous process wrote after the checkpoint it resumes from."""
+    FILE = "metrics.csv"
+    COLUMNS = ("step", "epoch", "train_loss", "train_top_1", "eval_loss", "eval_top_1", "eval_top_5",
+               "learning_rate", "images_per_second")
+
+    def __init__(self, model_dir, chief, resumed_step=0):
+        self.path = os.path.join(model_dir, self.FILE) if chief else None
+        if self.path is None:
+            return
+        rows = []
+        if resumed_step and os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resumed_step]
+        with open(self.path + ".tmp", "w", newline="") as f:
+            writer = csv.DictWriter(f, self.COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(self.path + ".tmp", self.path)
+
+    def write(self, step, epoch, values):
+        """values: any of the columns after epoch; missing ones stay empty."""
+        if self.path is None or not values:
+            return
+        row = {"step": step, "epoch": f"{epoch:.3f}", **{k: f"{v:.6g}" for k, v in values.items()}}
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.COLUMNS).writerow(row)
 
 
 class Progress:

@@ -1,0 +1,45 @@
+"""Exports a trained run as a SavedModel that classifies encoded images (JPEG/PNG, any size) or uint8 tensors.
+
+    python export.py --model_dir=runs/cifar10_resnet_v2_50 --export_dir=exported/cifar10_r50
+
+Signatures: serving_default(image_bytes: string [n]) and images(images: uint8 [n, h, w, 3]); both return
+probabilities, top_k_indices, top_k_probabilities and top_k_class_names.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
+flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (must not exist yet).", required=True)
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+flags.DEFINE_integer("top_k", 5, "Classes returned per image (at most the number of classes).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import data
+    from flags import logs
+    from inference import export, trained
+    logs.quiet()
+    if os.path.exists(FLAGS.export_dir):
+        logs.fail(f"--export_dir={FLAGS.export_dir} already exists; remove it or choose another")
+    if FLAGS.top_k < 1:
+        logs.fail("--top_k must be positive")
+    try:
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint)
+    except (trained.LoadError, data.DataError) as e:
+        logs.fail(e)
+    try:
+        signatures = export.export(model, FLAGS.export_dir, FLAGS.top_k)
+    except OSError as e:
+        logs.fail(f"can't write --export_dir={FLAGS.export_dir}: {e.strerror or e}")
+    print(f"exported {model.checkpoint} (step {model.step}, {model.info.num_classes} classes, "
+          f"{model.info.image_size}x{model.info.image_size} inputs) to {FLAGS.export_dir}; "
+          f"signatures: {', '.join(signatures)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,60 @@
+"""A trained run as a model: its network with a checkpoint's weights, the dataset it learned (class names,
+normalization, input size) and the eval transform that turns encoded images of any size into its inputs."""
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+import data
+from data import preprocessing
+from training import checkpoints, network, run_dir
+
+
+class LoadError(Exception):
+    """A run directory or checkpoint that can't be loaded, with a one-line reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    net: keras.Model
+    info: data.DatasetInfo  # class names, mean / std, image size, small_images
+    checkpoint: str
+    step: int
+
+
+def load(model_dir, checkpoint=None):
+    """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best kept one,
+    else the latest). Needs no dataset when the run recorded its DatasetInfo in config.json."""
+    try:
+        config = run_dir.read_config(model_dir)
+        info = run_dir.read_dataset_info(model_dir)
+    except ValueError as e:
+        raise LoadError(str(e)) from None
+    if config is None:
+        raise LoadError(f"{model_dir} has no {run_dir.CONFIG_FILE}: is it a train.py --model_dir?")
+    if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
+        info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
+    try:
+        path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
+    except checkpoints.CheckpointError as e:
+        raise LoadError(str(e)) from None
+    net, _ = network.create(config, info.num_classes)
+    try:
+        step = checkpoints.restore(path, model=net)
+    except Exception as e:  # noqa: BLE001 - shape mismatches, damaged files: all mean "not this model's"
+        raise LoadError(f"can't restore {path} into this run's model: {str(e).splitlines()[0]}") from None
+    return TrainedModel(net, info, path, step)
+
+
+def preprocess_image(image, info):
+    """A decoded uint8 [h, w, 3] image of any size -> the model's normalized input, as the eval pipeline makes."""
+    return preprocessing.eval_image(image, info.image_size, info.small_images, info.mean, info.std)
+
+
+def preprocess_encoded(encoded, info):
+    """JPEG/PNG/BMP/GIF bytes -> the model's normalized input."""
+    return preprocess_image(preprocessing.decode(encoded), info)
+
+
+def input_spec(info):
+    return tf.TensorSpec([info.image_size, info.image_size, 3], tf.float32)

@@ -1,0 +1,52 @@
+"""Classifies image files with a trained run and writes the top-k classes per image to a CSV.
+
+    python predict.py --model_dir=runs/cifar10_resnet_v2_50 cat.jpg photos/ --top_k=3 --output=preds.csv
+
+Images of any size get the run's eval preprocessing; unreadable files get a row with an `error`, not a crash.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+flags.DEFINE_integer("top_k", 5, "Classes per image (at most the number of classes).")
+flags.DEFINE_string("output", "predictions.csv", "CSV written with path,label_1,prob_1,...,label_k,prob_k,error.")
+flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    import time
+    import data
+    from flags import logs
+    from inference import export, predict, trained
+    logs.quiet()
+    paths = predict.list_images(argv[1:])
+    if not paths:
+        logs.fail("no images given: pass image files or folders after the flags" if len(argv) == 1 else
+                  f"no image files ({', '.join(data.folder.IMAGE_EXTENSIONS)}) in {' '.join(argv[1:])}")
+    if FLAGS.top_k < 1 or FLAGS.batch_size < 1:
+        logs.fail("--top_k and --batch_size must be positive")
+    try:
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint)
+    except (trained.LoadError, data.DataError) as e:
+        logs.fail(e)
+    classifier = export.Classifier(model, FLAGS.top_k)
+    start, rows = time.perf_counter(), []
+    for row in predict.predict(classifier, paths, FLAGS.batch_size):
+        print(predict.console_line(row), flush=True)
+        rows.append(row)
+    try:
+        predict.write_csv(FLAGS.output, rows, classifier.top_k)
+    except OSError as e:
+        logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
+    errors = sum(bool(r["error"]) for r in rows)
+    print(f"predicted {len(rows) - errors} images ({errors} unreadable) in {time.perf_counter() - start:.1f} s "
+          f"with {model.checkpoint} (step {model.step}); wrote {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    app.run(main)

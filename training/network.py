@@ -1,0 +1,21 @@
+"""The network a run's config describes: one place turns a Config (or a run's saved config.json) into a model."""
+import dataclasses
+
+import model as resnet
+
+# The head every model of the family names "logits": fine-tuning replaces it, freezing keeps everything else.
+HEAD = "logits"
+
+
+def create(config, num_classes):
+    """(keras.Model, spec) for a training Config or the dict of a saved config.json."""
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    return resnet.create(fields["depth"], num_classes, fields["image_size"], fields["unit"], fields["arch"],
+                         fields["width"], fields["sync_bn"], fields["bn_momentum"])
+
+
+def freeze_backbone(net):
+    """Makes every layer but the head non-trainable. Frozen batch norm normalizes with its moving statistics and
+    leaves them as they are (Keras' transfer-learning convention)."""
+    for layer in net.layers:
+        layer.trainable = layer.name == HEAD
