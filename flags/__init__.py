@@ -1,6 +1,7 @@
 """Command-line flags of train.py and eval.py, and the one place they become a frozen training Config."""
 from absl import flags
 
+import model
 from flags import logs, recipes
 from flags.config import ConfigError, make_config
 
@@ -11,7 +12,8 @@ def define_data_flags():
     flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, imagenet2012, another tfds image dataset "
                         "(imagenette, oxford_flowers102, ...) or folder:/path with train/<class>/ and test/<class>/.")
     flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds' own, or $TFDS_DATA_DIR).")
-    flags.DEFINE_integer("image_size", None, "Model input size (default: 32 for small-image datasets, else 224).")
+    flags.DEFINE_integer("image_size", None, "Model input size (default: 32 for small-image datasets, else the "
+                         "model's: 224, Inception V3 299).")
     flags.DEFINE_bool("strict", False, "Stop at the first unreadable image of a folder dataset instead of skipping it.")
     flags.DEFINE_integer("batch_size", None, "Global batch size, split over replicas "
                          "(default: the recipe's, 128 for small images, 256 for large).")
@@ -19,7 +21,9 @@ def define_data_flags():
 
 def define_model_flags():
     flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard events, config.json "
-                        "(default: runs/<dataset>_resnet_v2_<depth>).")
+                        "(default: runs/<dataset>_resnet_v2_<depth>, or runs/<dataset>_<model>).")
+    flags.DEFINE_enum("model", "resnet_v2", list(model.MODELS), "Network: " + "; ".join(
+        f"{name}: {entry.description}" for name, entry in model.MODELS.items()) + ".")
     flags.DEFINE_integer("depth", 50, "ResNet depth: 18, 34, 50, 101, 152, 200, or a CIFAR depth 6n+2 / 9n+2.")
     flags.DEFINE_enum("unit", "auto", ["auto", "basic", "bottleneck"], "Residual unit.")
     flags.DEFINE_enum("arch", "auto", ["auto", "cifar", "imagenet"], "Network family (auto: by depth).")

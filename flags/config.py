@@ -1,4 +1,5 @@
 """Turns parsed flags into the frozen training Config: recipe defaults filled in, epochs converted to steps once."""
+import dataclasses
 import os
 
 import data
@@ -18,12 +19,15 @@ def make_config(flag_values):
                         "label_smoothing", "momentum")
     _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
                     "cpu_devices", "width", "bn_momentum")
+    entry = model.MODELS[f.model]
     info = data.get_info(f.dataset, f.data_dir, f.image_size, strict=f.strict)
+    if f.image_size is None and not info.small_images:  # large images are resized to the model's input size
+        info = dataclasses.replace(info, image_size=entry.image_size)
     try:
-        model.resolve(f.depth, f.unit, f.arch, f.width, info.image_size)
+        model.check_model(f.model, info.image_size, f.depth, f.unit, f.arch, f.width)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    recipe = recipes.recipe(info.small_images)
+    recipe = {**recipes.recipe(info.small_images), **entry.recipe}
     pick = lambda name: recipe[name] if getattr(f, name) is None else getattr(f, name)  # noqa: E731
     batch_size = pick("batch_size")
     steps_per_epoch = info.num_train // batch_size
@@ -35,7 +39,7 @@ def make_config(flag_values):
         raise ConfigError("nothing to train: give --train_steps or --train_epochs greater than 0")
     return Config(
         dataset=f.dataset, data_dir=f.data_dir, image_size=info.image_size, num_classes=info.num_classes,
-        strict=f.strict, model_dir=f.model_dir or os.path.join("runs", f"{_slug(f.dataset)}_resnet_v2_{f.depth}"),
+        strict=f.strict, model_dir=f.model_dir or os.path.join("runs", f"{_slug(f.dataset)}_{_model_name(f)}"),
         depth=f.depth, unit=f.unit, arch=f.arch, width=f.width, sync_bn=f.sync_bn, bn_momentum=f.bn_momentum,
         batch_size=batch_size, train_steps=train_steps, steps_per_epoch=steps_per_epoch,
         learning_rate=pick("learning_rate"), lr_batch_denominator=recipe["lr_batch_denominator"],
@@ -46,7 +50,7 @@ def make_config(flag_values):
         keep_best=f.keep_best, nan_policy=f.nan_policy, debug_nan_at_step=f.debug_nan_at_step,
         seed=f.seed, deterministic=f.deterministic, dtype=f.dtype, xla=f.xla, strategy=f.strategy,
         num_gpus=f.num_gpus, cpu_devices=f.cpu_devices, profile_steps=_profile_steps(f.profile_steps),
-        init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone), info
+        init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model), info
 
 
 def _profile_steps(value):
@@ -73,6 +77,10 @@ def _check_positive(f, *names):
         value = getattr(f, name)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name} must be positive, got {value}")
+
+
+def _model_name(f):
+    return f"resnet_v2_{f.depth}" if f.model == "resnet_v2" else f.model
 
 
 def _slug(dataset):

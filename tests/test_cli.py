@@ -143,6 +143,8 @@ def snapshot(directory):
     (("--train_epochs=-1",), "--train_epochs must not be negative"),
     (("--strategy=mirrored", "--cpu_devices=2", "--batch_size=33"), "not divisible by the 2 replicas"),
     (("--depth=14",), "holds another run: depth=8 (asked 14)"),
+    (("--model=vgg16",), "holds another run: model=resnet_v2 (asked vgg16)"),
+    (("--model=inception_v3",), "inception_v3 needs images of at least 75 px, not 32"),
 ])
 def test_bad_flags_fail_in_one_line_and_touch_nothing(trained, args, message):
     data_dir, model_dir, _ = trained
@@ -162,3 +164,18 @@ def test_resnet20_recipe_batch_runs_past_its_third_loop_call(cifar_subset_dir, t
     out = run("train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", f"--model_dir={tmp_path}",
               "--depth=20", "--train_steps=62", "--log_every_steps=31").stdout
     assert out.strip().splitlines()[-1].startswith("final: step 62  test top-1 ")
+
+
+def test_another_model_trains_resumes_and_evaluates_with_the_same_tools(cifar_subset_dir, tmp_path):
+    # AlexNet's small-image variant, with dropout, on two replicas: checkpoints, resume and eval.py.
+    args = ("--model=alexnet", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", f"--model_dir={tmp_path}",
+            "--batch_size=8", "--steps_per_loop=2", "--log_every_steps=2", "--strategy=mirrored", "--cpu_devices=2")
+    run("train.py", *args, "--train_steps=4")
+    out = run("train.py", *args, "--train_steps=6").stdout
+    assert f"resuming from {tmp_path}/ckpt-4 at step 4" in out
+    final = out.strip().splitlines()[-1]
+    assert final.startswith("final: step 6  test top-1 ")
+    with open(os.path.join(tmp_path, "config.json")) as f:
+        assert json.load(f)["config"]["model"] == "alexnet"
+    evaluated = run("eval.py", f"--model_dir={tmp_path}").stdout.splitlines()[0]
+    assert evaluated.startswith("step 6: top-1 " + final.split("top-1 ")[1].split()[0])

@@ -3,7 +3,7 @@ import dataclasses
 import json
 
 # Fields that decide the network's variables: a model_dir holding a checkpoint with other values can't be resumed.
-ARCHITECTURE_FIELDS = ("dataset", "depth", "unit", "arch", "width", "image_size", "num_classes")
+ARCHITECTURE_FIELDS = ("dataset", "model", "depth", "unit", "arch", "width", "image_size", "num_classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Config:
     # fine-tuning
     init_checkpoint: str | None = None  # a run dir or checkpoint to warm-start a new run from
     freeze_backbone: bool = False       # train only the classifier
+    model: str = "resnet_v2"            # a key of model.MODELS; depth, unit, arch and width are the ResNet's
 
     @property
     def lr(self):
@@ -66,6 +67,11 @@ class Config:
 
     def architecture(self):
         return {f: getattr(self, f) for f in ARCHITECTURE_FIELDS}
+
+    @classmethod
+    def defaults(cls):
+        """Fields with defaults, which a config.json written before they existed lacks."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -10,8 +10,9 @@ HEAD = "logits"
 def create(config, num_classes):
     """(keras.Model, spec) for a training Config or the dict of a saved config.json."""
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-    return resnet.create(fields["depth"], num_classes, fields["image_size"], fields["unit"], fields["arch"],
-                         fields["width"], fields["sync_bn"], fields["bn_momentum"])
+    return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
+                               unit=fields["unit"], arch=fields["arch"], width=fields["width"],
+                               sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"])
 
 
 def freeze_backbone(net):

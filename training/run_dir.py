@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import data
 from training import strategy as strategies, summaries
+from training.config import Config
 
 
 CONFIG_FILE = "config.json"
@@ -29,7 +30,8 @@ def read_config(model_dir, part="config"):
         return None
     try:
         with open(path) as f:
-            return json.load(f)["config"] if part == "config" else json.load(f).get(part)
+            record = json.load(f)
+        return {**Config.defaults(), **record["config"]} if part == "config" else record.get(part)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path} is unreadable ({e})") from None
 
