@@ -1,6 +1,8 @@
-"""Times a ResNet V2 the way the book chapter did (time_tensorflow_run):
+"""Times a network the way the book chapter did (time_tensorflow_run):
 
     python benchmark.py --model=resnet_v2_152 --batch_size=32 --image_size=224 --num_batches=100 --mode=forward
+    python benchmark.py --model=alexnet_lrn --noinclude_top --mode=forward,forward_backward   # the chapter's AlexNet
+    python benchmark.py --model=inception_v3 --mode=forward                                   # 299 px by default
     python benchmark.py --model=resnet_v2_50 --mode=train --reference=keras   # Keras' ResNet50V2, same protocol
     python benchmark.py --peak                                                # this machine's matmul GFLOP/s
 """
@@ -11,42 +13,66 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("model", "resnet_v2_50", "resnet_v2_<depth>: 18, 34, 50, 101, 152, 200 or a CIFAR depth (20, 56...).")
-flags.DEFINE_enum("mode", "forward", ["forward", "forward_backward", "train"],
-                  "forward: inference; forward_backward: the chapter's l2-loss gradients; train: one SGD step.")
+flags.DEFINE_string("model", "resnet_v2_50", "resnet_v2_<depth> (18, 34, 50, 101, 152, 200 or a CIFAR depth: 20, "
+                    "56...), alexnet, alexnet_lrn, vgg16 or inception_v3.")
+flags.DEFINE_list("mode", ["forward"], "Comma-separated, timed in turn: forward (inference), forward_backward (the "
+                  "chapter's l2-loss gradients), train (one SGD step).")
 flags.DEFINE_integer("batch_size", 32, "Images per batch.")
-flags.DEFINE_integer("image_size", 224, "Input height and width.")
+flags.DEFINE_integer("image_size", None, "Input height and width; default: the model's (224, inception_v3 299).")
 flags.DEFINE_integer("num_classes", 1000, "Logits.")
+flags.DEFINE_bool("include_top", True, "--noinclude_top: time the network up to its last feature map (AlexNet: "
+                  "pool5), the chapter's protocol; forward and forward_backward only.")
 flags.DEFINE_integer("num_batches", 100, "Timed batches.")
 flags.DEFINE_integer("warmup_steps", 10, "Untimed batches first (graph tracing, allocator warm-up).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"], "Compute dtype (Keras mixed precision).")
 flags.DEFINE_bool("xla", False, "Compile the timed function with XLA.")
-flags.DEFINE_enum("reference", None, ["keras"], "Time keras.applications' ResNet50V2/101V2/152V2 instead of ours.")
+flags.DEFINE_enum("reference", None, ["keras"], "Time the keras.applications network of the same name instead of "
+                  "ours: ResNet50V2/101V2/152V2, VGG16, InceptionV3.")
 flags.DEFINE_string("data", None, "Feed batches from this dataset's training pipeline (e.g. cifar10) instead of "
                     "fixed random inputs; sets --image_size and --num_classes.")
 flags.DEFINE_string("data_dir", None, "tfds data directory for --data.")
 flags.DEFINE_bool("peak", False, "Only time a 2048x2048 float32 matmul: the machine's practical peak.")
 FLAGS = flags.FLAGS
 
-KERAS_REFERENCES = {50: "ResNet50V2", 101: "ResNet101V2", 152: "ResNet152V2"}
+KERAS_REFERENCES = {"resnet_v2_50": "ResNet50V2", "resnet_v2_101": "ResNet101V2", "resnet_v2_152": "ResNet152V2",
+                    "vgg16": "VGG16", "inception_v3": "InceptionV3"}
 
 
-def build(depth, image_size, num_classes):
-    """(model, description) for ours or, with --reference=keras, Keras' application of the same depth."""
+def parse_model(name):
+    """--model -> (name in model.MODELS, ResNet depth or None); ValueError if it is neither form."""
+    import model
+    family, _, depth = name.rpartition("_")
+    if family == "resnet_v2" and depth.isdigit():
+        return family, int(depth)
+    if name in model.MODELS and name != "resnet_v2":
+        return name, None
+    others = ", ".join(n for n in model.MODELS if n != "resnet_v2")
+    raise ValueError(f"--model must be resnet_v2_<depth> (e.g. resnet_v2_50) or one of {others}, not {name!r}")
+
+
+def build(name, depth, image_size, num_classes, include_top):
+    """(model, description) for ours or, with --reference=keras, Keras' application of the same name."""
     import keras
     import model
     if FLAGS.reference == "keras":
-        if depth not in KERAS_REFERENCES:
-            raise ValueError(f"--reference=keras has depths {', '.join(map(str, KERAS_REFERENCES))}, not {depth}")
-        net = getattr(keras.applications, KERAS_REFERENCES[depth])(
-            weights=None, input_shape=(image_size, image_size, 3), classes=num_classes)
-        return net, f"keras.applications.{KERAS_REFERENCES[depth]}"
-    net, spec = model.create(depth, num_classes, image_size)
-    return net, f"{FLAGS.model}: {spec.family} family, {spec.unit} units"
+        if FLAGS.model not in KERAS_REFERENCES:
+            raise ValueError(f"--reference=keras has depths 50, 101, 152 and vgg16, inception_v3, not {FLAGS.model}")
+        # classifier_activation=None: logits, like ours (the train mode's loss takes logits). Keras' VGG16 keeps
+        # its 4096-wide layers at small sizes, so it matches ours only above 64 px.
+        net = getattr(keras.applications, KERAS_REFERENCES[FLAGS.model])(
+            weights=None, include_top=include_top, input_shape=(image_size, image_size, 3), classes=num_classes,
+            classifier_activation=None)
+        return net, f"keras.applications.{KERAS_REFERENCES[FLAGS.model]}"
+    net, spec = model.create_model(name, num_classes, image_size, depth=depth or 50, include_top=include_top)
+    if depth:
+        return net, f"{FLAGS.model}: {spec.family} family, {spec.unit} units"
+    return net, f"{FLAGS.model}: {spec.variant}" + ("" if include_top else f", up to {net.layers[-1].name}")
 
 
 def main(argv):
     del argv
+    if "train" in FLAGS.mode and not FLAGS.include_top:  # before TensorFlow's import: fail in a blink
+        sys.exit("error: --mode=train needs the logits: drop --noinclude_top")
     import keras
     import data
     import model
@@ -55,30 +81,34 @@ def main(argv):
     if FLAGS.peak:
         print(f"peak: {timing.matmul_peak():.1f} GFLOP/s (2048x2048 float32 matmul, best of 20)")
         return
-    name, _, depth = FLAGS.model.rpartition("_")
-    if name != "resnet_v2" or not depth.isdigit():
-        sys.exit(f"error: --model must look like resnet_v2_50 (resnet_v2_<depth>), not {FLAGS.model!r}")
+    bad_modes = [m for m in FLAGS.mode if m not in timing.MODES]
+    if bad_modes or not FLAGS.mode:
+        sys.exit(f"error: --mode takes a comma-separated list of {', '.join(timing.MODES)}, not {bad_modes}")
     if FLAGS.dtype != "float32":
         keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.dtype}")
-    image_size, num_classes, dataset = FLAGS.image_size, FLAGS.num_classes, None
+    num_classes, dataset = FLAGS.num_classes, None
     try:
+        name, depth = parse_model(FLAGS.model)
+        image_size = FLAGS.image_size or model.MODELS[name].image_size
         if FLAGS.data:
             info = data.get_info(FLAGS.data, FLAGS.data_dir)
             image_size, num_classes = info.image_size, info.num_classes
             dataset = data.make_train_dataset(info, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size)
-        net, description = build(int(depth), image_size, num_classes)
+        net, description = build(name, depth, image_size, num_classes, FLAGS.include_top)
     except (ValueError, data.DataError) as e:
         sys.exit(f"error: {e}")
-    print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {FLAGS.mode}, "
-          f"dtype {FLAGS.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}")
-    fn = timing.make_workload(net, FLAGS.mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
-    mean, _ = timing.time_run(fn, timing.MODES[FLAGS.mode], FLAGS.num_batches, FLAGS.warmup_steps)
-    achieved = timing.flops_per_batch(net, FLAGS.mode, FLAGS.batch_size) / mean / 1e9
-    peak = timing.matmul_peak()
-    print(f"images/s: {FLAGS.batch_size / mean:.1f}")
-    print(f"model: {model.flops_per_image(net) / 1e9:.3f} G multiply-adds per image; "
-          f"achieved: {achieved:.1f} GFLOP/s")
-    print(f"peak: {peak:.1f} GFLOP/s (2048x2048 float32 matmul); model at {100 * achieved / peak:.0f}% of it")
+    peak = None
+    for mode in FLAGS.mode:
+        print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {mode}, "
+              f"dtype {FLAGS.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}")
+        fn = timing.make_workload(net, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
+        mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)
+        achieved = timing.flops_per_batch(net, mode, FLAGS.batch_size) / mean / 1e9
+        peak = peak or timing.matmul_peak()  # once per process: the machine doesn't change between modes
+        print(f"images/s: {FLAGS.batch_size / mean:.1f}")
+        print(f"model: {model.flops_per_image(net) / 1e9:.3f} G multiply-adds per image; "
+              f"achieved: {achieved:.1f} GFLOP/s")
+        print(f"peak: {peak:.1f} GFLOP/s (2048x2048 float32 matmul); model at {100 * achieved / peak:.0f}% of it")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""The ResNet V2 model family: `create` builds a network, `describe` and `flops_per_image` summarize it."""
+"""The networks: `create_model` builds any entry of the MODELS table (ResNet V2, AlexNet, VGG-16, Inception V3);
+`describe` and `flops_per_image` summarize them."""
 from model.resnet_v2 import Spec, build, create, resolve, weight_decay_variables
 from model.summary import describe, flops_per_image, parameter_counts, stage_outputs
+from model.zoo import MODELS, Entry, ZooSpec, check_model, create_model
 
 __all__ = ["Spec", "build", "create", "resolve", "weight_decay_variables",
-           "describe", "flops_per_image", "parameter_counts", "stage_outputs"]
+           "describe", "flops_per_image", "parameter_counts", "stage_outputs",
+           "MODELS", "Entry", "ZooSpec", "check_model", "create_model"]

@@ -133,22 +133,26 @@ class BatchNormalization(layers.BatchNormalization):
         variance averages the Bessel-corrected batch variance. Synchronized batch norm keeps Keras' own path."""
         if self.synchronized or len(inputs.shape) != 4 or self.axis not in (-1, 3):
             return super().call(inputs, training=training, mask=mask)
-        if training:
+        # Without a learned scale (Inception V3's scale=False) or offset, the fused kernel still wants one.
+        gamma = self.gamma if self.scale else tf.ones_like(self.moving_mean)
+        beta = self.beta if self.center else tf.zeros_like(self.moving_mean)
+        if training and self.trainable:  # frozen, it normalizes with its moving statistics, as Keras' does
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+                inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
                 epsilon=self.epsilon, is_training=True, exponential_avg_factor=1.0 - self.momentum)
             self.moving_mean.assign(mean)
             self.moving_variance.assign(variance)
             return outputs
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+            inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
             epsilon=self.epsilon, is_training=False)
         return outputs
 
 
-def batch_norm_factory(sync=False, momentum=BN_MOMENTUM):
-    """name -> batch-norm layer, with the settings every unit of one network shares."""
-    return lambda name: BatchNormalization(momentum=momentum, epsilon=BN_EPSILON, synchronized=sync, name=name)
+def batch_norm_factory(sync=False, momentum=BN_MOMENTUM, scale=True):
+    """name -> batch-norm layer, with the settings every unit of one network shares (scale=False: no gamma)."""
+    return lambda name: BatchNormalization(momentum=momentum, epsilon=BN_EPSILON, scale=scale, synchronized=sync,
+                                           name=name)
 
 
 def _conv(filters, kernel, stride, name, use_bias=False):
@@ -231,5 +235,6 @@ def create(depth, num_classes, image_size, unit="auto", arch="auto", width=1.0, 
 
 
 def weight_decay_variables(model):
-    """The variables L2 weight decay applies to: conv and dense kernels (not biases, not BN)."""
-    return [layer.kernel for layer in model.layers if isinstance(layer, (layers.Conv2D, layers.Dense))]
+    """The variables L2 weight decay applies to: trainable conv and dense kernels (not biases, not BN)."""
+    return [layer.kernel for layer in model.layers
+            if isinstance(layer, (layers.Conv2D, layers.Dense)) and layer.trainable]

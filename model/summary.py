@@ -2,6 +2,8 @@
 import numpy as np
 from keras import layers
 
+from model.zoo import MODELS, ZooSpec
+
 
 def parameter_counts(model):
     """(total, trainable) including batch-norm moving statistics in the total, as slim and Keras count."""
@@ -11,7 +13,10 @@ def parameter_counts(model):
 
 
 def flops_per_image(model):
-    """Multiply-adds of the convolutions and the dense layer for one image (the usual 'FLOPs' of ResNet papers)."""
+    """Multiply-adds of the convolutions and dense layers for one image (the usual 'FLOPs' of the papers).
+
+    Pools, batch norm, LRN, ReLU and additions are not counted. A Conv2D's kernel shape carries its own height and
+    width, so Inception's 1x7 and 7x1 convolutions count 7, not 49, multiply-adds per input-output channel pair."""
     total = 0
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D):
@@ -35,6 +40,23 @@ def stage_outputs(model, spec):
 
 def describe(model, spec):
     """The readable summary printed by `python -m model`; its last two lines are FLOPs and parameters."""
+    lines = _describe_zoo(model, spec) if isinstance(spec, ZooSpec) else _describe_resnet(model, spec)
+    total, trainable = parameter_counts(model)
+    lines.append(f"flops per image: {flops_per_image(model) / 1e9:.3f} G multiply-adds")
+    lines.append(f"params: total={total} trainable={trainable}")
+    return "\n".join(lines)
+
+
+def _describe_zoo(model, spec):
+    top = "" if spec.include_top else ", without the top"
+    lines = [f"{model.name}: {MODELS[spec.name].description}; {spec.variant}{top}",
+             f"input: {tuple(model.input.shape[1:])}"]
+    lines += [f"{name}: output {tuple(model.get_layer(name).output.shape[1:])}" for name in spec.stages]
+    lines.append(f"{'logits' if spec.include_top else 'features'}: {tuple(model.output.shape[1:])}")
+    return lines
+
+
+def _describe_resnet(model, spec):
     lines = [f"{model.name}: {spec.family} family, {spec.unit} units, depth {spec.depth}, "
              f"units per stage {spec.units}, filters {spec.filters}",
              f"input: {tuple(model.input.shape[1:])}",
@@ -43,7 +65,4 @@ def describe(model, spec):
     for stage, units, (h, w), out in stage_outputs(model, spec):
         lines.append(f"stage {stage}: {units} units at {h}x{w} -> output {out}")
     lines.append(f"logits: {tuple(model.output.shape[1:])}")
-    total, trainable = parameter_counts(model)
-    lines.append(f"flops per image: {flops_per_image(model) / 1e9:.3f} G multiply-adds")
-    lines.append(f"params: total={total} trainable={trainable}")
-    return "\n".join(lines)
+    return lines

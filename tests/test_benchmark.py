@@ -19,6 +19,15 @@ def benchmark(*args):
     return result.stdout.splitlines()
 
 
+def assert_mode_blocks(out, header, modes, flops):
+    """Each mode, in turn, prints its own block of the chapter's six lines."""
+    assert len(out) == 6 * len(modes)
+    for i, mode in enumerate(modes):
+        block = out[6 * i:6 * i + 6]
+        assert block[0].startswith(f"{header}, mode {mode}, dtype float32")
+        assert_chapter_format(block, timing.MODES[mode], flops)
+
+
 def assert_chapter_format(out, info, flops):
     assert re.fullmatch(DATE + r": step 0, duration = \d+\.\d{3}", out[1])
     assert re.fullmatch(DATE + rf": {info} across 2 steps, \d+\.\d{{3}} \+/- \d+\.\d{{3}} sec / batch", out[2])
@@ -27,11 +36,11 @@ def assert_chapter_format(out, info, flops):
     assert re.fullmatch(r"peak: \d+\.\d GFLOP/s \(2048x2048 float32 matmul\); model at \d+% of it", out[5])
 
 
-@pytest.mark.parametrize("mode", sorted(timing.MODES))
-def test_every_mode_prints_the_chapters_lines(mode):
-    out = benchmark("--model=resnet_v2_50", f"--mode={mode}", *FAST)
-    assert out[0].startswith("resnet_v2_50: imagenet family, bottleneck units, batch 2, 224x224")
-    assert_chapter_format(out, timing.MODES[mode], r"3\.482")
+def test_every_mode_prints_the_chapters_lines():
+    # One process times the modes in turn (saves two TensorFlow start-ups), each printing its own block.
+    out = benchmark("--model=resnet_v2_50", f"--mode={','.join(timing.MODES)}", *FAST)
+    assert_mode_blocks(out, "resnet_v2_50: imagenet family, bottleneck units, batch 2, 224x224", list(timing.MODES),
+                       r"3\.482")
 
 
 def test_keras_reference_runs_the_same_protocol():
@@ -77,3 +86,24 @@ def test_flops_of_the_classic_networks():
 def test_bad_arguments_are_one_line(args, message):
     bad = subprocess.run([sys.executable, "benchmark.py", *args], capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith(message)
+
+
+# One subprocess per network runs all its modes; the chapter's AlexNet protocol (up to pool5) for alexnet_lrn.
+@pytest.mark.parametrize("args,header,flops", [
+    (("--model=alexnet", "--mode=forward,forward_backward,train"), "alexnet: imagenet, batch 2, 224x224", r"0\.717"),
+    (("--model=alexnet_lrn", "--noinclude_top", "--mode=forward,forward_backward"),
+     "alexnet_lrn: imagenet, up to pool5, batch 2, 224x224", r"0\.658"),
+    (("--model=vgg16", "--image_size=32", "--mode=forward,forward_backward,train"),
+     "vgg16: small-image variant, batch 2, 32x32", r"0\.314"),
+    (("--model=inception_v3", "--mode=forward,forward_backward,train"), "inception_v3: imagenet, batch 2, 299x299",
+     r"5\.713"),
+])
+def test_every_mode_of_the_chapters_other_networks(args, header, flops):
+    out = benchmark(*args, *FAST)
+    assert_mode_blocks(out, header, args[-1].removeprefix("--mode=").split(","), flops)
+
+
+def test_train_needs_the_top():
+    bad = subprocess.run([sys.executable, "benchmark.py", "--model=alexnet", "--noinclude_top", "--mode=train"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.strip() == "error: --mode=train needs the logits: drop --noinclude_top"

@@ -170,3 +170,17 @@ def test_fused_batch_norm_matches_keras_batch_norm():
     np.testing.assert_allclose(ours.moving_variance.numpy(), 0.9 + 0.1 * batch_variance * n / (n - 1), rtol=1e-4)
     ours.moving_variance.assign(theirs.moving_variance.numpy())
     np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_batch_norm_without_scale_matches_keras():
+    # Inception V3's batch norm has no gamma; the fused kernel then gets ones.
+    x = tf.random.normal((8, 6, 6, 5), mean=2.0, stddev=3.0, seed=1)
+    ours = resnet_v2.batch_norm_factory(momentum=0.9, scale=False)("ours")
+    theirs = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=resnet_v2.BN_EPSILON, scale=False)
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+        layer.beta.assign(np.linspace(-1, 1, 5))
+    assert ours.gamma is None and len(ours.trainable_weights) == 1
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-3, atol=1e-3)

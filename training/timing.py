@@ -1,4 +1,5 @@
-"""The book chapter's `time_tensorflow_run` on our models: forward, forward-backward and full train steps."""
+"""The book chapter's `time_tensorflow_run` on our models: forward, forward-backward and full train steps.
+Without a top (AlexNet up to pool5, as the chapter times it) forward-backward takes the l2 loss of the feature map."""
 import datetime
 import math
 import time
@@ -33,6 +34,8 @@ def make_workload(net, mode, batch_size, image_size, num_classes, xla=False, dat
                 objective = tf.nn.l2_loss(tf.cast(net(batch()[0], training=True), tf.float32))
             return tape.gradient(objective, net.trainable_variables)
     elif mode == "train":
+        if len(net.output.shape) != 2:
+            raise ValueError(f"mode train needs a model with logits, not one ending in {net.output.shape}")
         schedule = optim.Schedule(base_lr=0.1, total_steps=1)
         opt = optim.create(schedule, momentum=0.9, loss_scaling=net.dtype_policy.name == "mixed_float16")
         opt.build(net.trainable_variables)
