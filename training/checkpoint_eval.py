@@ -52,14 +52,15 @@ def run(config, out=print):
         net, _ = network.create(run_config, info.num_classes)
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size or run_config["batch_size"],
                                     config.data_dir or run_config["data_dir"])
-    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
-    metrics = None
+    writer = metrics = None
     for path in _checkpoints(config):
         try:
             step = checkpoints.restore(path, model=net)
         except Exception as e:  # noqa: BLE001 - shape mismatches, damaged files: all mean "not this model's"
             raise EvalError(f"can't restore {path} into this run's model: {str(e).splitlines()[0]}") from None
         metrics = {**evaluate(), "step": step, "checkpoint": path}
+        # Created only now: a refused checkpoint leaves the run directory untouched.
+        writer = writer or tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
         rows = reports.write(os.path.join(config.model_dir, "eval"), metrics, info.class_names, writer)
         report(metrics, rows, out)
         write_metrics(config.model_dir, metrics, info)
