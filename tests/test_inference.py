@@ -204,3 +204,16 @@ def test_per_class_precision_recall_of_a_known_matrix():
     assert [r["precision"] for r in rows] == pytest.approx([3 / 4, 2 / 3, 0.0])
     assert [r["recall"] for r in rows] == pytest.approx([3 / 4, 1.0, 0.0])
     assert rows[1]["f1"] == pytest.approx(2 * (2 / 3) / (2 / 3 + 1)) and rows[2]["f1"] == 0.0
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("predict.py", ("{empty}",), "error: no image files (.jpg, .jpeg, .png, .bmp, .gif) in {empty}"),
+    ("export.py", ("--export_dir={empty}",), "error: --export_dir={empty} already exists; remove it or choose another"),
+])
+def test_predict_and_export_refuse_bad_input_in_one_line(trained, tmp_path, script, args, message):
+    _, model_dir = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run(script, f"--model_dir={model_dir}", *(a.format(empty=empty) for a in args), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == message.format(empty=empty)
