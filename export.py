@@ -20,6 +20,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    import shutil
+    import tensorflow as tf
     import data
     from flags import logs
     from inference import export, trained
@@ -34,8 +36,10 @@ def main(argv):
         logs.fail(e)
     try:
         signatures = export.export(model, FLAGS.export_dir, FLAGS.top_k)
-    except OSError as e:
-        logs.fail(f"can't write --export_dir={FLAGS.export_dir}: {e.strerror or e}")
+    except (OSError, tf.errors.OpError) as e:
+        shutil.rmtree(FLAGS.export_dir, ignore_errors=True)  # half an export would block the next attempt
+        reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))
+        logs.fail(f"can't write --export_dir={FLAGS.export_dir}: {reason.splitlines()[0]}")
     print(f"exported {model.checkpoint} (step {model.step}, {model.info.num_classes} classes, "
           f"{model.info.image_size}x{model.info.image_size} inputs) to {FLAGS.export_dir}; "
           f"signatures: {', '.join(signatures)}")

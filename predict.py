@@ -31,6 +31,10 @@ def main(argv):
     if FLAGS.top_k < 1 or FLAGS.batch_size < 1:
         logs.fail("--top_k and --batch_size must be positive")
     try:
+        open(FLAGS.output, "a").close()  # a bad --output fails now, not after every image is classified
+    except OSError as e:
+        logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
+    try:
         model = trained.load(FLAGS.model_dir, FLAGS.checkpoint)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)

@@ -31,7 +31,10 @@ class Classifier(tf.Module):
         return self._classify(inputs)
 
     def _classify(self, inputs):
-        probabilities = tf.nn.softmax(tf.cast(self.net(inputs, training=False), tf.float32))
+        # An empty batch gets empty outputs (TF's convolutions pass a 0-image batch through unchanged).
+        logits = tf.cond(tf.shape(inputs)[0] > 0, lambda: tf.cast(self.net(inputs, training=False), tf.float32),
+                         lambda: tf.zeros([0, self.info.num_classes]))
+        probabilities = tf.nn.softmax(logits)
         top = tf.math.top_k(probabilities, k=self.top_k)
         return {"probabilities": probabilities, "top_k_indices": top.indices, "top_k_probabilities": top.values,
                 "top_k_class_names": tf.gather(self.class_names, top.indices)}

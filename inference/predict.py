@@ -36,13 +36,28 @@ def predict(classifier, paths, batch_size=BATCH_SIZE):
             except (OSError, tf.errors.OpError) as e:
                 errors[path] = _one_line(e)
         good = [p for p in chunk if p not in errors]
-        outputs = classifier.classify_bytes(tf.constant(encoded)) if good else None
-        results = {}
-        for i, path in enumerate(good):
-            names = [n.decode() for n in outputs["top_k_class_names"][i].numpy()]
-            results[path] = list(zip(names, outputs["top_k_probabilities"][i].numpy().tolist()))
+        results = _classify(classifier, good, encoded, errors) if good else {}
         for path in chunk:
             yield {"path": path, "classes": results.get(path, []), "error": errors.get(path, "")}
+
+
+def _classify(classifier, paths, encoded, errors):
+    """{path: [(name, probability)]} for one batch; if the batch fails (e.g. one extreme image runs out of
+    memory), each image is tried alone and the failing ones are recorded in `errors`."""
+    try:
+        outputs = classifier.classify_bytes(tf.constant(encoded))
+    except tf.errors.OpError as e:
+        if len(paths) == 1:
+            errors[paths[0]] = _one_line(e)
+            return {}
+        results = {}
+        for path, one in zip(paths, encoded):
+            results.update(_classify(classifier, [path], [one], errors))
+        return results
+    names = outputs["top_k_class_names"].numpy()
+    probabilities = outputs["top_k_probabilities"].numpy()
+    return {path: list(zip([n.decode() for n in names[i]], probabilities[i].tolist()))
+            for i, path in enumerate(paths)}
 
 
 def _read_checked(path):

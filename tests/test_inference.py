@@ -176,7 +176,9 @@ def test_fine_tuning_copies_the_backbone_and_makes_a_new_head(trained, tmp_path,
                                                                    f"--init_checkpoint={source_dir}", *extra)).stdout
     source = os.path.join(source_dir, "best", os.path.basename(json.load(
         open(os.path.join(source_dir, "best", "best.json")))[0]["checkpoint"]))
-    assert f"from {source}" in out and "a new 3-class head (the checkpoint's has 10)" in out
+    step = source.rsplit("-", 1)[1]
+    assert f"from {source} (step {step}); a new 3-class head (the checkpoint's has 10)" in out
+    assert "also new" not in out
     theirs, ours = weights(source, 10), weights(str(model_dir / "ckpt-4"), 3)
     assert set(theirs) == set(ours)
     for layer, values in ours.items():
@@ -187,6 +189,12 @@ def test_fine_tuning_copies_the_backbone_and_makes_a_new_head(trained, tmp_path,
         compared = values if freeze or "_bn" not in layer else values[:2]
         for ours_value, their_value in zip(compared, theirs[layer]):
             np.testing.assert_array_equal(ours_value, their_value, err_msg=layer)
+    if freeze:  # unfreezing in the same directory would restore into another optimizer: refused up front
+        again = run("train.py", f"--dataset=folder:{pets}", *train_args(data_dir, model_dir, "--train_steps=8"),
+                    check=False)
+        assert again.stderr.strip().splitlines()[-1] == (
+            f"error: {model_dir} was trained with --freeze_backbone; pass the same, or start a new --model_dir "
+            f"with --init_checkpoint={model_dir}")
 
 
 def test_fine_tuning_refuses_another_architecture(trained, tmp_path):
@@ -217,3 +225,30 @@ def test_predict_and_export_refuse_bad_input_in_one_line(trained, tmp_path, scri
     result = run(script, f"--model_dir={model_dir}", *(a.format(empty=empty) for a in args), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == message.format(empty=empty)
+
+
+def test_warm_start_across_input_sizes_copies_every_layer_whose_shape_agrees(tmp_path, two_replicas):
+    # An ImageNet-family ResNet-18 trained at 72 px (7x7 stem) warm-starts one at 32 px (3x3 stem) under two
+    # replicas: everything but the stem and the head is copied; both replicas hold the copied values.
+    import data
+    from test_training import make_config
+    from training import run_dir, warm_start
+    source_dir = tmp_path / "source"
+    source = make_config(model_dir=str(source_dir), depth=18, image_size=72, num_classes=3)
+    donor, _ = model.create(18, 3, 72)
+    info = data.DatasetInfo("folder:/x", 3, 72, False, 8, 4, "train", "test", ("a", "b", "c"), (0, 0, 0), (1, 1, 1))
+    os.makedirs(source_dir)
+    run_dir.write_config(source, info, two_replicas)
+    checkpoint = tf.train.Checkpoint(step=tf.Variable(7, dtype=tf.int64), model=donor)
+    tf.train.CheckpointManager(checkpoint, str(source_dir), 1, checkpoint_name="ckpt").save(checkpoint_number=7)
+    config = make_config(depth=18, image_size=32, num_classes=10, init_checkpoint=str(source_dir))
+    with two_replicas.scope():
+        net, _ = model.create(18, 10, 32)
+    lines = []
+    warm_start.warm_start(net, config, out=lines.append)
+    assert lines == [f"warm-started {len(net.weights) - 4} variables from {source_dir}/ckpt-7 (step 7); a new "
+                     "10-class head (the checkpoint's has 3); also new, their shapes differ at 32 px (the "
+                     "checkpoint's run: 72 px): stem_conv"]
+    kernel = net.get_layer("stage4_unit2_conv2").kernel
+    for replica_value in two_replicas.experimental_local_results(kernel):
+        np.testing.assert_array_equal(replica_value, donor.get_layer("stage4_unit2_conv2").kernel)

@@ -55,6 +55,10 @@ def check_compatible(config):
         if tf.train.latest_checkpoint(config.model_dir):
             raise TrainingError(f"{config.model_dir} holds checkpoints but no {CONFIG_FILE}; use another --model_dir")
         return
+    if saved["freeze_backbone"] != config.freeze_backbone:  # it changes what the optimizer (and a checkpoint) holds
+        had = "with" if saved["freeze_backbone"] else "without"
+        raise TrainingError(f"{config.model_dir} was trained {had} --freeze_backbone; pass the same, or start a new "
+                            f"--model_dir with --init_checkpoint={config.model_dir}")
     theirs = {k: saved.get(k) for k in config.architecture()}
     diff = {k: (theirs[k], v) for k, v in config.architecture().items() if theirs[k] != v}
     if diff:

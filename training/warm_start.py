@@ -32,28 +32,44 @@ def source(path):
 
 
 def warm_start(net, config, out=print):
-    """Copies the weights of config.init_checkpoint's run into `net`; says what was copied and what is new."""
+    """Copies the weights of config.init_checkpoint's run into `net` layer by layer, wherever the shapes agree;
+    says what was copied and what stays newly initialized."""
     prefix, theirs = source(config.init_checkpoint)
-    diff = [f"{k}={theirs.get(k)} (this run: {getattr(config, k)})" for k in MATCHING_FIELDS
-            if theirs.get(k) != getattr(config, k)]
+    # depth, unit, arch and width shape only the ResNets; the other models ignore them.
+    fields = MATCHING_FIELDS if config.model == "resnet_v2" else ("model",)
+    diff = [f"{k}={theirs.get(k)} (this run: {getattr(config, k)})" for k in fields if theirs.get(k) != getattr(config, k)]
     if diff:
         raise TrainingError(f"--init_checkpoint={config.init_checkpoint} is another architecture: {', '.join(diff)}")
-    donor, _ = network.create({**theirs, "image_size": config.image_size}, theirs["num_classes"])
+    donor, _ = network.create(theirs, theirs["num_classes"])  # at its own input size: the checkpoint's shapes
     try:
-        checkpoints.restore(prefix, model=donor)
-    except Exception as e:  # noqa: BLE001 - damaged files, shape mismatches
+        step = checkpoints.restore(prefix, model=donor)
+    except Exception as e:  # noqa: BLE001 - damaged files
         raise TrainingError(f"can't read --init_checkpoint {prefix}: {str(e).splitlines()[0]}") from None
-    new_head = theirs["num_classes"] != config.num_classes
-    copied = 0
+    copied, new = 0, []
     for layer in net.layers:
-        if layer.weights and not (new_head and layer.name == network.HEAD):
-            layer.set_weights(donor.get_layer(layer.name).get_weights())
-            copied += len(layer.weights)
-    head = (f"a new {config.num_classes}-class head (the checkpoint's has {theirs['num_classes']})" if new_head
-            else "its head too (same classes)")
-    frozen = "; backbone frozen" if config.freeze_backbone else ""
-    out(f"warm-started {copied} variables from {prefix} (step {int(donor_step(prefix))}), {head}{frozen}")
+        theirs_layer = _layer(donor, layer.name)
+        ours_shapes = [tuple(w.shape) for w in layer.weights]
+        if not layer.weights:
+            continue
+        if theirs_layer is None or ours_shapes != [tuple(w.shape) for w in theirs_layer.weights]:
+            new.append(layer.name)  # the head for other classes; a stem or fc6 that the input size reshapes
+            continue
+        layer.set_weights(theirs_layer.get_weights())
+        copied += len(layer.weights)
+    parts = [f"warm-started {copied} variables from {prefix} (step {step})"]
+    if network.HEAD in new:
+        parts.append(f"a new {config.num_classes}-class head (the checkpoint's has {theirs['num_classes']})")
+    others = [name for name in new if name != network.HEAD]
+    if others:
+        parts.append(f"also new, their shapes differ at {config.image_size} px (the checkpoint's run: "
+                     f"{theirs['image_size']} px): {', '.join(others)}")
+    if config.freeze_backbone:
+        parts.append("backbone frozen")
+    out("; ".join(parts))
 
 
-def donor_step(prefix):
-    return prefix.rsplit("-", 1)[-1]
+def _layer(model, name):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
