@@ -26,23 +26,18 @@ def load(model_dir, checkpoint=None):
     """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best kept one,
     else the latest). Needs no dataset when the run recorded its DatasetInfo in config.json."""
     try:
-        config = run_dir.read_config(model_dir)
+        config = run_dir.require_config(model_dir)
         info = run_dir.read_dataset_info(model_dir)
     except ValueError as e:
         raise LoadError(str(e)) from None
-    if config is None:
-        raise LoadError(f"{model_dir} has no {run_dir.CONFIG_FILE}: is it a train.py --model_dir?")
     if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
-    try:
-        path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
-    except checkpoints.CheckpointError as e:
-        raise LoadError(str(e)) from None
     net, _ = network.create(config, info.num_classes)
     try:
+        path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
         step = checkpoints.restore(path, model=net)
-    except Exception as e:  # noqa: BLE001 - shape mismatches, damaged files: all mean "not this model's"
-        raise LoadError(f"can't restore {path} into this run's model: {str(e).splitlines()[0]}") from None
+    except checkpoints.CheckpointError as e:
+        raise LoadError(str(e)) from None
     return TrainedModel(net, info, path, step)
 
 

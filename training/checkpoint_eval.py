@@ -27,21 +27,14 @@ class EvalConfig:
     timeout: float = 3600.0         # seconds --watch waits for a new checkpoint
 
 
-def load_run_config(model_dir):
-    try:
-        saved = run_dir.read_config(model_dir)
-    except ValueError as e:
-        raise EvalError(str(e)) from None
-    if saved is None:
-        raise EvalError(f"{model_dir} has no {run_dir.CONFIG_FILE}: is it a train.py --model_dir?")
-    return saved
-
-
 def run(config, out=print):
     """Evaluates and writes model_dir/eval/metrics.json; returns the metrics of the last checkpoint evaluated."""
     if config.watch:
         _wait_for(os.path.join(config.model_dir, run_dir.CONFIG_FILE), config.timeout)
-    run_config = load_run_config(config.model_dir)
+    try:
+        run_config = run_dir.require_config(config.model_dir)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     info = data.get_info(config.dataset or run_config["dataset"], config.data_dir or run_config["data_dir"],
                          run_config["image_size"])
     if info.num_classes != run_config["num_classes"]:
@@ -56,8 +49,8 @@ def run(config, out=print):
     for path in _checkpoints(config):
         try:
             step = checkpoints.restore(path, model=net)
-        except Exception as e:  # noqa: BLE001 - shape mismatches, damaged files: all mean "not this model's"
-            raise EvalError(f"can't restore {path} into this run's model: {str(e).splitlines()[0]}") from None
+        except checkpoints.CheckpointError as e:
+            raise EvalError(str(e)) from None
         metrics = {**evaluate(), "step": step, "checkpoint": path}
         # Created only now: a refused checkpoint leaves the run directory untouched.
         writer = writer or tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))

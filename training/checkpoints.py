@@ -138,7 +138,11 @@ def _write_json(path, value):
 
 
 def restore(path, **objects):
-    """Restores `objects` (e.g. model=...) from one checkpoint file prefix; returns its step."""
+    """Restores `objects` (e.g. model=...) from one checkpoint file prefix; returns its step. Raises
+    CheckpointError if the file does not hold these objects (another network) or can't be read."""
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    tf.train.Checkpoint(step=step, **objects).restore(path).expect_partial().assert_existing_objects_matched()
+    try:
+        tf.train.Checkpoint(step=step, **objects).restore(path).expect_partial().assert_existing_objects_matched()
+    except Exception as e:  # noqa: BLE001 - shape mismatches, damaged files: all mean "not this model's"
+        raise CheckpointError(f"can't restore {path} into this run's model: {str(e).splitlines()[0]}") from None
     return int(step.numpy())

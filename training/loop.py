@@ -33,12 +33,7 @@ def run(config, info, out=print):
     run_dir.check_writable(config.model_dir, net)
     ckpts = checkpoints.Checkpoints(config.model_dir, config.keep_checkpoints, chief, strategies.worker_id(strategy),
                                     keep_best=config.keep_best, out=out, model=net, optimizer=opt)
-    step = ckpts.restore_latest()
-    if step:
-        ignored = "; --init_checkpoint ignored" if config.init_checkpoint else ""
-        out(f"resuming from {ckpts.restored} at step {step}{ignored}")
-    elif config.init_checkpoint:
-        warm_start.warm_start(net, config, out)
+    step = resume_or_warm_start(ckpts, net, config, out)
     train_writer, eval_writer = run_dir.start(config, info, strategy, chief, step)
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
@@ -70,15 +65,14 @@ def run(config, info, out=print):
             stop = float(stop_votes) > 0 and step < config.train_steps  # at the last step, just finish
             if step % config.steps_per_epoch == 0 or step == config.train_steps or stop:
                 ckpts.save(step, step // config.steps_per_epoch)
-            if stop:
-                metrics_csv.write(step, step / config.steps_per_epoch, row)
-                raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
-                              "command to resume", signals.exit_status)
-            if step % config.eval_every_steps == 0 or step == config.train_steps:
+            if (step % config.eval_every_steps == 0 or step == config.train_steps) and not stop:
                 metrics = evaluate()
                 report_eval(step, metrics, eval_writer, ckpts, out)
                 row.update({f"eval_{k}": metrics[k] for k in ("loss", "top_1", "top_5")})
             metrics_csv.write(step, step / config.steps_per_epoch, row)
+            if stop:
+                raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
+                              "command to resume", signals.exit_status)
 
     metrics = metrics or evaluate()
     if chief:
@@ -86,6 +80,17 @@ def run(config, info, out=print):
     out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
         f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
     return metrics
+
+
+def resume_or_warm_start(ckpts, net, config, out):
+    """The step to continue from: the run's own latest checkpoint, else 0 with --init_checkpoint's weights."""
+    step = ckpts.restore_latest()
+    if step:
+        ignored = "; --init_checkpoint ignored" if config.init_checkpoint else ""
+        out(f"resuming from {ckpts.restored} at step {step}{ignored}")
+    elif config.init_checkpoint:
+        warm_start.warm_start(net, config, out)
+    return step
 
 
 def build(config, info, strategy):

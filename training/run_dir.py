@@ -36,6 +36,14 @@ def read_config(model_dir, part="config"):
         raise ValueError(f"{path} is unreadable ({e})") from None
 
 
+def require_config(model_dir):
+    """read_config's "config", or ValueError saying that model_dir is no run (or its config.json is unreadable)."""
+    config = read_config(model_dir)
+    if config is None:
+        raise ValueError(f"{model_dir} has no {CONFIG_FILE}: is it a train.py --model_dir?")
+    return config
+
+
 def read_dataset_info(model_dir):
     """The DatasetInfo the run trained on (class names, normalization, image size), as recorded in config.json,
     so that predicting needs no dataset; None for runs that did not record it."""

@@ -43,8 +43,8 @@ def warm_start(net, config, out=print):
     donor, _ = network.create(theirs, theirs["num_classes"])  # at its own input size: the checkpoint's shapes
     try:
         step = checkpoints.restore(prefix, model=donor)
-    except Exception as e:  # noqa: BLE001 - damaged files
-        raise TrainingError(f"can't read --init_checkpoint {prefix}: {str(e).splitlines()[0]}") from None
+    except checkpoints.CheckpointError as e:
+        raise TrainingError(f"--init_checkpoint: {e}") from None
     copied, new = 0, []
     for layer in net.layers:
         theirs_layer = _layer(donor, layer.name)
