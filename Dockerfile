@@ -12,7 +12,7 @@ COPY data/ data/
 COPY flags/ flags/
 COPY training/ training/
 COPY inference/ inference/
-COPY train.py eval.py benchmark.py predict.py export.py ./
+COPY train.py eval.py benchmark.py predict.py export.py pretrained.py ./
 
 # tfds reads and writes datasets under /data; each GPU gets its own host threads for kernel launches.
 ENV TFDS_DATA_DIR=/data \

@@ -30,6 +30,8 @@ def load(model_dir, checkpoint=None):
         info = run_dir.read_dataset_info(model_dir)
     except ValueError as e:
         raise LoadError(str(e)) from None
+    if not config["include_top"]:
+        raise LoadError(run_dir.NO_CLASSIFIER.format(model_dir=model_dir))
     if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
     net, _ = network.create(config, info.num_classes)

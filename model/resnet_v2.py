@@ -211,8 +211,9 @@ def stem(x, spec):
     return layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
 
 
-def build(spec, num_classes, image_size, sync_bn=False, bn_momentum=BN_MOMENTUM, name=None):
-    """The Keras functional model for `spec`: NHWC float images in, float32 logits out."""
+def build(spec, num_classes, image_size, sync_bn=False, bn_momentum=BN_MOMENTUM, name=None, include_top=True):
+    """The Keras functional model for `spec`: NHWC float images in, float32 logits out (include_top=False: the
+    pooled features, a backbone for fine-tuning)."""
     norm = batch_norm_factory(sync_bn, bn_momentum)
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = stem(inputs, spec)
@@ -222,16 +223,18 @@ def build(spec, num_classes, image_size, sync_bn=False, bn_momentum=BN_MOMENTUM,
     # v2 "postnorm": the last unit's output has not been normalized yet.
     x = layers.ReLU(name="postnorm_relu")(norm("postnorm_bn")(x))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if not include_top:
+        return keras.Model(inputs, x, name=name or f"resnet_v2_{spec.depth}_notop")
     # Logits stay float32 under mixed precision, so the softmax and loss are computed in full precision.
     logits = layers.Dense(num_classes, kernel_initializer="he_normal", dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name or f"resnet_v2_{spec.depth}")
 
 
 def create(depth, num_classes, image_size, unit="auto", arch="auto", width=1.0, sync_bn=False,
-           bn_momentum=BN_MOMENTUM):
+           bn_momentum=BN_MOMENTUM, include_top=True):
     """Resolves the choices and builds the model; raises ValueError for an impossible depth."""
     spec = resolve(depth, unit, arch, width, image_size)
-    return build(spec, num_classes, image_size, sync_bn, bn_momentum), spec
+    return build(spec, num_classes, image_size, sync_bn, bn_momentum, include_top=include_top), spec
 
 
 def weight_decay_variables(model):

@@ -7,7 +7,8 @@ Small images (<= 64 px, what the data pipeline calls small images):
   vgg16         the CIFAR VGG-16: the same convolutions, fc6/fc7 of 512 (model/vgg.py).
   inception_v3  refused: it needs at least 75 px (model/inception_v3.py).
 Without the top (include_top=False, the chapter's benchmark protocol) AlexNet ends at pool5, VGG-16 at
-block5_pool and Inception V3 at mixed10, the last feature map before any classifier layer.
+block5_pool and Inception V3 at mixed10, the last feature map before any classifier layer; a ResNet ends at its
+pooled features (the backbone of an imported _notop file).
 """
 import dataclasses
 
@@ -71,8 +72,6 @@ def check_model(name, image_size, depth=50, unit="auto", arch="auto", width=1.0,
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
     if name == "resnet_v2":
-        if not include_top:
-            raise ValueError("resnet_v2 has no include_top=False variant; time it with its logits")
         return resnet_v2.resolve(depth, unit, arch, width, image_size)
     entry = MODELS[name]
     if image_size < entry.min_image_size:
@@ -101,8 +100,7 @@ def create_model(name, num_classes, image_size, *, depth=50, unit="auto", arch="
       ValueError with a one-line message for an unknown name or an unsupported image size.
     """
     if name == "resnet_v2":
-        check_model(name, image_size, include_top=include_top)
-        return resnet_v2.create(depth, num_classes, image_size, unit, arch, width, sync_bn, bn_momentum)
+        return resnet_v2.create(depth, num_classes, image_size, unit, arch, width, sync_bn, bn_momentum, include_top)
     spec = check_model(name, image_size, include_top=include_top)
     if spec.family == "alexnet":
         net = alexnet.build(num_classes, image_size, lrn=name == "alexnet_lrn", small=spec.small,

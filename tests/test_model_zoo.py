@@ -104,10 +104,15 @@ def test_small_images_for_inception_are_refused_with_what_to_use():
 def test_errors_are_one_line():
     with pytest.raises(ValueError, match="unknown model 'vgg'; valid models: resnet_v2, alexnet, alexnet_lrn, vgg16"):
         model.check_model("vgg", 224)
-    with pytest.raises(ValueError, match="resnet_v2 has no include_top=False"):
-        model.create_model("resnet_v2", 10, 32, include_top=False)
     with pytest.raises(ValueError, match="valid depths"):
         model.check_model("resnet_v2", 32, depth=51)
+
+
+def test_resnet_without_top_ends_at_the_pooled_features():
+    net, _ = model.create_model("resnet_v2", 10, 32, depth=20, include_top=False)
+    with_top, _ = model.create_model("resnet_v2", 10, 32, depth=20)
+    assert net.output.shape[1:] == (64,) and net.layers[-1].name == "pool"
+    assert model.parameter_counts(with_top)[0] - model.parameter_counts(net)[0] == 64 * 10 + 10
 
 
 def test_resnet_through_the_table_is_create():

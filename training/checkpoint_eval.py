@@ -33,13 +33,11 @@ def run(config, out=print):
         _wait_for(os.path.join(config.model_dir, run_dir.CONFIG_FILE), config.timeout)
     try:
         run_config = run_dir.require_config(config.model_dir)
+        if not run_config["include_top"]:
+            raise EvalError(run_dir.NO_CLASSIFIER.format(model_dir=config.model_dir))
+        info = eval_info(config, run_config)
     except ValueError as e:
         raise EvalError(str(e)) from None
-    info = data.get_info(config.dataset or run_config["dataset"], config.data_dir or run_config["data_dir"],
-                         run_config["image_size"])
-    if info.num_classes != run_config["num_classes"]:
-        raise EvalError(f"{info.name} has {info.num_classes} classes but the run was trained on "
-                        f"{run_config['num_classes']}")
     strategy = strategies.create("auto")
     with strategy.scope():
         net, _ = network.create(run_config, info.num_classes)
@@ -60,6 +58,20 @@ def run(config, out=print):
     if metrics is None:
         raise EvalError(f"no checkpoint in {config.model_dir} yet")
     return metrics
+
+
+def eval_info(config, run_config):
+    """The eval split's DatasetInfo, with the run's own class names and normalization: what its weights were
+    trained with (imported ImageNet weights expect [-1, 1], not tfds' ImageNet mean / std)."""
+    info = data.get_info(config.dataset or run_config["dataset"], config.data_dir or run_config["data_dir"],
+                         run_config["image_size"])
+    if info.num_classes != run_config["num_classes"]:
+        raise EvalError(f"{info.name} has {info.num_classes} classes but the run was trained on "
+                        f"{run_config['num_classes']}")
+    trained_on = run_dir.read_dataset_info(config.model_dir)
+    if trained_on is None:  # a run from before config.json recorded its dataset
+        return info
+    return dataclasses.replace(info, class_names=trained_on.class_names, mean=trained_on.mean, std=trained_on.std)
 
 
 def _checkpoints(config):

@@ -56,6 +56,9 @@ class Config:
     init_checkpoint: str | None = None  # a run dir or checkpoint to warm-start a new run from
     freeze_backbone: bool = False       # train only the classifier
     model: str = "resnet_v2"            # a key of model.MODELS; depth, unit, arch and width are the ResNet's
+    # imported weights (pretrained.py)
+    include_top: bool = True            # False: a backbone without a classifier (a _notop file), for fine-tuning
+    imported_from: str | None = None    # the weights' source; such a run is never trained itself
 
     @property
     def lr(self):

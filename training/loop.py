@@ -27,6 +27,7 @@ def run(config, info, out=print):
     strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
     run_dir.check_compatible(config)
+    info = warm_start.normalization(config, info)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
     net, opt = build(config, info, strategy)

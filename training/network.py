@@ -12,7 +12,8 @@ def create(config, num_classes):
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
     return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
                                unit=fields["unit"], arch=fields["arch"], width=fields["width"],
-                               sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"])
+                               sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],
+                               include_top=fields.get("include_top", True))
 
 
 def freeze_backbone(net):

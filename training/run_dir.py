@@ -15,6 +15,8 @@ from training.config import Config
 
 
 CONFIG_FILE = "config.json"
+NO_CLASSIFIER = ("{model_dir} holds a backbone without a classifier (imported from a _notop file); fine-tune it: "
+                 "train.py --init_checkpoint={model_dir}")
 
 
 class TrainingError(Exception):
@@ -63,6 +65,9 @@ def check_compatible(config):
         if tf.train.latest_checkpoint(config.model_dir):
             raise TrainingError(f"{config.model_dir} holds checkpoints but no {CONFIG_FILE}; use another --model_dir")
         return
+    if saved["imported_from"]:
+        raise TrainingError(f"{config.model_dir} holds imported weights ({saved['imported_from']}), not a run to "
+                            f"resume; fine-tune them into a new --model_dir with --init_checkpoint={config.model_dir}")
     if saved["freeze_backbone"] != config.freeze_backbone:  # it changes what the optimizer (and a checkpoint) holds
         had = "with" if saved["freeze_backbone"] else "without"
         raise TrainingError(f"{config.model_dir} was trained {had} --freeze_backbone; pass the same, or start a new "
@@ -106,10 +111,13 @@ def start(config, info, strategy, chief, step):
     return train_writer, eval_writer
 
 
-def write_config(config, info, strategy):
+def write_config(config, info, strategy, directory=None, **extra):
+    """config.json in `directory` (default: the run's): the config, the dataset, the versions, the devices (a
+    strategy, or a description) and any `extra` top-level parts."""
+    devices = strategy if isinstance(strategy, str) else strategies.describe(strategy)
     record = {"config": json.loads(config.to_json()), "dataset": dataclasses.asdict(info),
-              "tensorflow": tf.__version__, "keras": keras.__version__, "strategy": strategies.describe(strategy)}
-    path = os.path.join(config.model_dir, CONFIG_FILE)
+              "tensorflow": tf.__version__, "keras": keras.__version__, "strategy": devices, **extra}
+    path = os.path.join(directory or config.model_dir, CONFIG_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)
     os.replace(path + ".tmp", path)
