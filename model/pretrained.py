@@ -62,7 +62,11 @@ class Imported:
 def load(source, depth=None, image_size=224, num_classes=names.IMAGENET_CLASSES):
     """(keras.Model, Imported) for a source: 'slim:PREFIX_OR_DIR', 'keras:NAME' or a .h5 / checkpoint path.
     depth None: read from the file (its units per stage). Raises WeightsError with a one-line message."""
-    weights = open_source(source)
+    return load_weights(open_source(source), depth, image_size, num_classes)
+
+
+def load_weights(weights, depth=None, image_size=224, num_classes=names.IMAGENET_CLASSES):
+    """load() of an opened WeightFile."""
     file_units = units_per_stage(weights)
     file_depth = _depth_of(file_units)
     if depth is None and file_depth is None:

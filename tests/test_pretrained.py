@@ -343,3 +343,143 @@ def test_predict_and_export_agree_on_imagenet_names(imported_run, tmp_path):
         assert rows[path][1:7:2] == names and all(n in imagenet.class_names() for n in names)
         np.testing.assert_allclose([float(p) for p in rows[path][2:7:2]], outputs["top_k_probabilities"].numpy()[i],
                                    atol=2e-6)
+
+
+def refused(result, model_dir=None):
+    """The one error line (TensorFlow's own start-up log lines may come before it), with nothing written."""
+    ours = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if "error" in line.lower()
+            and not re.match(r"[IEW]\d{4} ", line)]  # TF's C++ log lines: I0000 00:00:... cuda_platform.cc:52]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(ours) == 1 and ours[0].startswith("error: ") and result.stderr.strip().endswith(ours[0]), ours
+    if model_dir:
+        assert not os.path.exists(model_dir) or not os.listdir(model_dir)
+        assert not [f for f in os.listdir(os.path.dirname(model_dir)) if "importing" in f]
+    return ours[0]
+
+
+def inception_checkpoint(directory):
+    return write_slim({"InceptionV3/Conv2d_1a_3x3/weights": np.zeros((3, 3, 3, 32), np.float32),
+                       "InceptionV3/Logits/Conv2d_1c_1x1/biases": np.zeros(1001, np.float32)},
+                      str(directory / "inception" / "inception_v3.ckpt"))
+
+
+def truncated(path, out):
+    data = open(path, "rb").read()
+    with open(out, "wb") as f:
+        f.write(data[:len(data) // 2])
+    return out
+
+
+def damaged_slim(files, directory):
+    """The slim checkpoint with its data file cut in half (its index intact)."""
+    prefix = str(directory / "damaged" / "resnet_v2_50.ckpt")
+    os.makedirs(os.path.dirname(prefix))
+    open(prefix + ".index", "wb").write(open(files["slim"] + ".index", "rb").read())
+    truncated(files["slim"] + ".data-00000-of-00001", prefix + ".data-00000-of-00001")
+    return prefix
+
+
+REFUSALS = {
+    "wrong depth": (lambda files, d: [f"--source=slim:{files['slim']}", "--depth=101"],
+                    r"does not fit a ResNet V2 101: it has no resnet_v2_50/block3/unit_7/bottleneck_v2/preact/gamma "
+                    r"\(the file has 3, 4, 6, 3 units per stage: --depth=50\)"),
+    "not a ResNet V2": (lambda files, d: [f"--source=slim:{inception_checkpoint(d)}"],
+                        r"is not a ResNet V2 slim file: InceptionV3/Conv2d_1a_3x3/weights does not fit"),
+    "unknown keras name": (lambda files, d: ["--source=keras:resnet50"],
+                           r"unknown keras:resnet50; Keras applications publishes ResNet V2 weights as resnet50v2, "),
+    "offline download": (lambda files, d: ["--source=keras:resnet101v2_notop"],
+                         r"can't download https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                         r"resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5 \(.*\); on a machine without "
+                         r"network, download it elsewhere and put it at .*/keras_home/models/"
+                         r"resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5$"),
+    "damaged h5": (lambda files, d: [f"--source={truncated(files['keras'], str(d / 'cut.h5'))}"],
+                   r"cut.h5 is not a readable Keras weight file \(|cut.h5 is damaged: "),
+    "damaged checkpoint": (lambda files, d: [f"--source=slim:{damaged_slim(files, d)}"],
+                           r"can't read the checkpoint .*damaged/resnet_v2_50.ckpt: |damaged/resnet_v2_50.ckpt is "
+                           r"damaged: "),
+    "directory holding a run": (lambda files, d: [f"--source=slim:{files['slim']}"], r"already exists and is not empty"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_refusals_are_one_line_and_write_nothing(files, tmp_path, case, imported_run):
+    arguments, message = REFUSALS[case]
+    model_dir = imported_run if case == "directory holding a run" else str(tmp_path / "out" / "run")
+    os.makedirs(os.path.dirname(model_dir), exist_ok=True)
+    before = sorted(os.listdir(model_dir)) if os.path.exists(model_dir) else None
+    result = pretrained_py(*arguments(files, tmp_path), f"--model_dir={model_dir}",
+                           env={"KERAS_HOME": str(tmp_path / "keras_home")})
+    if case == "directory holding a run":
+        line = refused(result)
+        assert sorted(os.listdir(model_dir)) == before
+    else:
+        line = refused(result, model_dir)
+    assert re.search(message, line), line
+
+
+def test_depth_that_has_no_place_for_the_file(files):
+    with pytest.raises(pretrained.WeightsError, match=r"does not fit a ResNet V2 152: it has no "
+                       r"resnet_v2_50/block2/unit_5/bottleneck_v2/preact/gamma"):
+        pretrained.load("slim:" + files["slim"], depth=152)
+    arrays = dict(files["arrays"])
+    arrays[f"{SCOPE}/block4/unit_4/bottleneck_v2/conv1/weights"] = np.zeros((1, 1, 2048, 512), np.float32)
+    weights = pretrained.WeightFile("slim", "extra.ckpt", {k: v.shape for k, v in arrays.items()}, arrays.get, ())
+    with pytest.raises(pretrained.WeightsError, match=r"extra.ckpt has 3, 4, 6, 4 units per stage, which fits no"):
+        pretrained.load_weights(weights)
+    with pytest.raises(pretrained.WeightsError, match=r"nothing of ours takes its resnet_v2_50/block4/unit_4/"
+                       r"bottleneck_v2/conv1/weights \(the file has 3, 4, 6, 4 units per stage\)"):
+        pretrained.load_weights(weights, depth=50)
+
+
+def photo_folder(root):
+    """3 classes of 120x100 JPEGs with a class colour plus noise: 6 train and 2 test images each."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 2)):
+        for label, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+            os.makedirs(root / split / f"class{label}", exist_ok=True)
+            for i in range(count):
+                image = np.clip(np.array(colour) + rng.normal(0, 30, (100, 120, 3)), 0, 255).astype(np.uint8)
+                tf.io.write_file(str(root / split / f"class{label}" / f"{i}.jpg"), tf.io.encode_jpeg(image))
+    return root
+
+
+def fine_tune_args(folder, model_dir, init, steps, *extra):
+    return (f"--dataset=folder:{folder}", f"--model_dir={model_dir}", f"--init_checkpoint={init}",
+            "--image_size=96", "--batch_size=6", f"--train_steps={steps}", "--steps_per_loop=1",
+            "--log_every_steps=1", "--learning_rate=0.05", *extra)
+
+
+def test_fine_tune_frozen_from_the_imported_run_trains_resumes_and_evaluates(imported_run, files, tmp_path):
+    from inference import trained
+    folder = photo_folder(tmp_path / "photos")
+    model_dir = str(tmp_path / "finetuned")
+    first = run("train.py", *fine_tune_args(folder, model_dir, imported_run, 3, "--freeze_backbone")).stdout
+    assert "warm-started" in first and "a new 3-class head (the checkpoint's has 1000); backbone frozen" in first
+    resumed = run("train.py", *fine_tune_args(folder, model_dir, imported_run, 6, "--freeze_backbone")).stdout
+    assert f"resuming from {model_dir}/ckpt-3 at step 3" in resumed
+    assert resumed.strip().splitlines()[-1].startswith("final: step 6  test top-1 ")
+    record = json.load(open(os.path.join(model_dir, "config.json")))
+    assert record["dataset"]["mean"] == [127.5] * 3 and record["dataset"]["std"] == [127.5] * 3  # not the folder's
+    evaluated = run("eval.py", f"--model_dir={model_dir}").stdout
+    assert "step 6: top-1 " in evaluated and "examples 6" in evaluated
+    tuned, imported = trained.load(model_dir).net, trained.load(imported_run).net
+    for layer in tuned.layers:
+        if layer.name != "logits":
+            for a, b in zip(layer.weights, imported.get_layer(layer.name).weights):
+                np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)  # BN statistics included
+    head = [trained.load(model_dir, os.path.join(model_dir, f"ckpt-{s}")).net.get_layer("logits").kernel.numpy()
+            for s in (3, 6)]
+    assert not np.array_equal(*head)  # the head trained
+
+
+def test_fine_tune_from_a_keras_file_trains_the_whole_net(files, tmp_path):
+    folder = photo_folder(tmp_path / "photos")
+    model_dir = str(tmp_path / "finetuned")
+    out = run("train.py", *fine_tune_args(folder, model_dir, files["keras"], 2)).stdout
+    # 270: every variable of ResNet-50 but the classifier's kernel and bias
+    assert f"warm-started 270 variables from {files['keras']} (keras ImageNet weights, ResNet V2 50); " \
+           "a new 3-class head (the checkpoint's has 1000)" in out
+    from inference import trained
+    stem = trained.load(model_dir).net.get_layer("stem_conv").kernel.numpy()
+    imported = files["arrays"][f"{SCOPE}/conv1/weights"]
+    assert not np.array_equal(stem, imported) and np.abs(stem - imported).max() < 0.05  # trained from there

@@ -78,7 +78,7 @@ def normalization(config, info):
     scaled that way, not by this dataset's own mean / std); info itself without --init_checkpoint."""
     if not config.init_checkpoint:
         return info
-    if pretrained.is_source(config.init_checkpoint):
+    if weight_files.is_source(config.init_checkpoint):
         mean, std = weight_files.NORMALIZATION
     else:
         try:
@@ -93,7 +93,7 @@ def normalization(config, info):
 
 def _donor(path):
     """(model holding the weights of `path`, its run's config as a dict, a description of where they came from)."""
-    if pretrained.is_source(path):
+    if weight_files.is_source(path):
         try:
             donor, imported = weight_files.load(path)
         except weight_files.WeightsError as e:
