@@ -16,6 +16,10 @@ flags.DEFINE_string("dataset", None, "Evaluate on this dataset instead of the ru
 flags.DEFINE_string("data_dir", None, "tfds data directory, if it moved since training.")
 flags.DEFINE_integer("batch_size", None, "Global eval batch size (default: the run's).")
 flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint once as training writes them; stop after the final.")
+flags.DEFINE_enum("tta", "none", ["none", "flip", "flip+crops"], "Test-time augmentation: the mean of the "
+                  "softmax over the image and its mirror; flip+crops (large images) also over 4 corner crops.")
+flags.DEFINE_bool("raw_weights", False, "Evaluate the raw weights of a run trained with --ema_decay (default: its "
+                  "weight EMA).")
 flags.DEFINE_float("timeout", 3600, "With --watch: give up after this many seconds without a new checkpoint.")
 FLAGS = flags.FLAGS
 
@@ -27,7 +31,7 @@ def main(argv):
     from training import checkpoint_eval, strategy
     logs.quiet()
     config = checkpoint_eval.EvalConfig(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.dataset, FLAGS.data_dir,
-                                        FLAGS.batch_size, FLAGS.watch, FLAGS.timeout)
+                                        FLAGS.batch_size, FLAGS.watch, FLAGS.timeout, FLAGS.tta, FLAGS.raw_weights)
     try:
         checkpoint_eval.run(config)
     except (checkpoint_eval.EvalError, data.DataError, strategy.StrategyError) as e:

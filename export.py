@@ -14,6 +14,9 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (must not exist yet).", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+flags.DEFINE_enum("tta", "none", ["none", "flip", "flip+crops"], "Test-time augmentation: the mean of the "
+                  "softmax over the image and its mirror; flip+crops (large images) also over 4 corner crops.")
+flags.DEFINE_bool("raw_weights", False, "The raw weights of a run trained with --ema_decay (default: its EMA).")
 flags.DEFINE_integer("top_k", 5, "Classes returned per image (at most the number of classes).")
 FLAGS = flags.FLAGS
 
@@ -31,11 +34,13 @@ def main(argv):
     if FLAGS.top_k < 1:
         logs.fail("--top_k must be positive")
     try:
-        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint)
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)
     try:
-        signatures = export.export(model, FLAGS.export_dir, FLAGS.top_k)
+        signatures = export.export(model, FLAGS.export_dir, FLAGS.top_k, FLAGS.tta)
+    except ValueError as e:
+        logs.fail(e)
     except (OSError, tf.errors.OpError) as e:
         shutil.rmtree(FLAGS.export_dir, ignore_errors=True)  # half an export would block the next attempt
         reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))

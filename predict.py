@@ -12,6 +12,9 @@ from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+flags.DEFINE_enum("tta", "none", ["none", "flip", "flip+crops"], "Test-time augmentation: the mean of the "
+                  "softmax over the image and its mirror; flip+crops (large images) also over 4 corner crops.")
+flags.DEFINE_bool("raw_weights", False, "The raw weights of a run trained with --ema_decay (default: its EMA).")
 flags.DEFINE_integer("top_k", 5, "Classes per image (at most the number of classes).")
 flags.DEFINE_string("output", "predictions.csv", "CSV written with path,label_1,prob_1,...,label_k,prob_k,error.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
@@ -35,10 +38,13 @@ def main(argv):
     except OSError as e:
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
     try:
-        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint)
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)
-    classifier = export.Classifier(model, FLAGS.top_k)
+    try:
+        classifier = export.Classifier(model, FLAGS.top_k, FLAGS.tta)
+    except ValueError as e:
+        logs.fail(e)
     start, rows = time.perf_counter(), []
     for row in predict.predict(classifier, paths, FLAGS.batch_size):
         print(predict.console_line(row), flush=True)

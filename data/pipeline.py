@@ -9,7 +9,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from data import preprocessing
+from data import augment as augmentations, preprocessing
 from data.datasets import Split, load_split
 from data.info import DataError, DatasetInfo
 
@@ -22,8 +22,10 @@ _MAX_STEPS = 2 ** 62  # "forever", as an int64 range bound
 def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, global_batch_size: int,
                        seed: int = 0, start_step: int = 0,
                        input_context: Optional[tf.distribute.InputContext] = None,
-                       deterministic: bool = False) -> tf.data.Dataset:
-    """Infinite stream of (images float32 [b, S, S, 3] normalized, labels int32 [b]).
+                       deterministic: bool = False,
+                       augment: Optional[augmentations.Augment] = None) -> tf.data.Dataset:
+    """Infinite stream of (images float32 [b, S, S, 3] normalized, labels int32 [b]); with mixup or cutmix the
+    labels are soft targets float32 [b, num_classes].
 
     Args:
       info: from get_info.
@@ -34,7 +36,9 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
       input_context: from distribute_datasets_from_function; each input pipeline takes a disjoint share of
         every global batch, and its replicas pull consecutive per-replica batches.
       deterministic: tf.data.Options.deterministic; False lets parallel map return elements out of order.
+      augment: cutout, RandAugment, mixup / cutmix on top of the crop and flip (data/augment.py).
     """
+    augment = augment or augmentations.Augment()
     pipelines, pipeline_id, replica_batch = _layout(global_batch_size, input_context)
     steps_per_epoch = info.num_train // global_batch_size
     if steps_per_epoch == 0:
@@ -52,14 +56,22 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
                                  num_parallel_calls=tf.data.AUTOTUNE)
     else:
         examples = _streamed_order(split, epoch_share, pipelines, pipeline_id, skip, seed)
-    ds = examples.map(_train_transform(info, seed), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(replica_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(_options(deterministic))
+    ds = examples.map(_train_transform(info, seed, augment), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(replica_batch, drop_remainder=True)
+    if augment.mixes:
+        # Seeded by the batch's first example, itself seeded by (seed, epoch, index): a pure function of the step.
+        ds = ds.map(lambda images, labels, seeds: augmentations.mix(images, labels, seeds[0], info.num_classes,
+                                                                   augment), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda images, labels, seeds: (images, labels))
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
 
 
 def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, global_batch_size: int,
-                      input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """One ordered pass: (images, labels int32, weights float32 [b]), every batch exactly b examples.
+                      input_context: Optional[tf.distribute.InputContext] = None,
+                      margin: bool = False) -> tf.data.Dataset:
+    """One ordered pass: (images, labels int32, weights float32 [b]), every batch exactly b examples. margin
+    (large images): the central squares the crops of test-time augmentation come from (256 px for 224).
 
     The tail is padded with weight-0 examples so that each input pipeline yields the same number of batches, a
     multiple of its replicas: every replica gets a full batch in every one of ceil(num_eval / global_batch_size)
@@ -69,9 +81,15 @@ def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glob
     steps = math.ceil(info.num_eval / global_batch_size)
     split = load_split(info, info.eval_split, data_dir)
     size = info.image_size
+    if margin and not info.small_images:
+        size = preprocessing.tta_size(info.image_size)
 
     def transform(raw, label):
-        image = raw if info.small_images else preprocessing.resize_center_crop(raw, size)
+        if info.small_images:
+            image = raw
+        else:
+            image = preprocessing.center_crop(preprocessing.decode(raw), size, 1.0 if margin else
+                                              preprocessing.EVAL_CROP_FRACTION)
         return preprocessing.normalize(image, info.mean, info.std), label, tf.constant(1.0)
 
     real = split.records.shard(pipelines, pipeline_id).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
@@ -81,8 +99,9 @@ def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glob
     return ds.with_options(_options(deterministic=True))
 
 
-def _train_transform(info: DatasetInfo, seed: int):
-    """(epoch, example index, raw, label) -> (augmented normalized image, label), seeded by (seed, epoch, index)."""
+def _train_transform(info: DatasetInfo, seed: int, augment: augmentations.Augment):
+    """(epoch, example index, raw, label) -> (augmented normalized image, label, its seed), seeded by
+    (seed, epoch, index)."""
     def transform(epoch, index, raw, label):
         example_seed = tf.random.experimental.stateless_fold_in(
             tf.stack([tf.cast(seed, tf.int64), epoch]), tf.cast(index, tf.int64))
@@ -90,9 +109,20 @@ def _train_transform(info: DatasetInfo, seed: int):
             image = preprocessing.pad_crop_flip(raw, example_seed)
         else:
             image = preprocessing.random_resized_crop_flip(raw, example_seed, info.image_size)
-        return preprocessing.normalize(image, info.mean, info.std), label
+        # The added augmentations draw from seeds of their own, so the crop and flip stay what they were.
+        if augment.randaugment_layers:
+            image = augmentations.randaugment(tf.cast(image, tf.float32), _fold(example_seed, 1),
+                                              augment.randaugment_layers, augment.randaugment_magnitude)
+        image = preprocessing.normalize(image, info.mean, info.std)
+        if augment.cutout:
+            image = augmentations.cutout(image, _fold(example_seed, 2), augment.cutout)
+        return image, label, _fold(example_seed, 3)
 
     return transform
+
+
+def _fold(seed, k):
+    return tf.random.experimental.stateless_fold_in(seed, k)
 
 
 def _layout(global_batch_size: int, input_context) -> tuple:

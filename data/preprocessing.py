@@ -1,5 +1,7 @@
 """Image augmentations and eval transforms. Each is a function of (image, seed) built from stateless random ops,
 so it gives the same result eagerly and inside tf.data, and a pipeline using it can be resumed exactly."""
+import math
+
 import tensorflow as tf
 
 CIFAR_PAD = 4  # pixels of zero padding before the random crop back to the original size
@@ -8,6 +10,7 @@ CROP_AREA_RANGE = (0.08, 1.0)
 CROP_ASPECT_RANGE = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10  # after 10 failed draws the whole image is used
 EVAL_CROP_FRACTION = 0.875  # eval: shorter side resized to image_size / 0.875 (224 -> 256), then center crop
+TTA_MODES = ("none", "flip", "flip+crops")  # test-time augmentation: the image and its mirror; and 5 crops of each
 
 
 def normalize(image, mean, std):
@@ -49,10 +52,10 @@ def resize_center_crop(encoded, image_size: int):
     return center_crop(decode(encoded), image_size)
 
 
-def center_crop(image, image_size: int):
-    """resize_center_crop of a decoded uint8 [h, w, 3] image."""
+def center_crop(image, image_size: int, fraction: float = EVAL_CROP_FRACTION):
+    """resize_center_crop of a decoded uint8 [h, w, 3] image (fraction 1: the central square of the shorter side)."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.math.ceil(image_size / EVAL_CROP_FRACTION) / tf.reduce_min(shape)
+    scale = tf.math.ceil(image_size / fraction) / tf.reduce_min(shape)
     new_size = tf.cast(tf.math.round(shape * scale), tf.int32)
     resized = tf.image.resize(image, new_size, method="bilinear", antialias=True)
     top, left = (new_size[0] - image_size) // 2, (new_size[1] - image_size) // 2
@@ -68,14 +71,37 @@ def fit_small(image, image_size: int):
     return tf.ensure_shape(tf.cast(resized + 0.5, tf.uint8), [image_size, image_size, 3])
 
 
-def eval_image(image, image_size: int, small_images: bool, mean, std):
+def eval_image(image, image_size: int, small_images: bool, mean, std, margin: bool = False):
     """The eval transform of one decoded uint8 image of any size, as the eval pipeline applies it: normalized
-    float32 [image_size, image_size, 3]. What predict.py and exported models use."""
+    float32 [image_size, image_size, 3]. What predict.py and exported models use. margin (large images): the
+    whole central square the crop is taken from (256 px for 224), for tta_views' five crops."""
     if small_images:
         image = fit_small(image, image_size)  # an image of the model's size comes back unchanged (tested)
+    elif margin:
+        image = center_crop(image, tta_size(image_size), fraction=1.0)
     else:
         image = center_crop(image, image_size)
     return normalize(image, mean, std)
+
+
+def tta_size(image_size: int):
+    """The side of the central square `flip+crops` takes its crops from: image_size / 0.875 (224 -> 256)."""
+    return int(math.ceil(image_size / EVAL_CROP_FRACTION))
+
+
+def tta_views(images, mode: str, image_size: int):
+    """[views, b, image_size, image_size, 3] of a batch for test-time augmentation. flip: the images and their
+    mirrors. flip+crops (large images; the batch is the tta_size squares): the central crop, which is the plain
+    eval image, and the four corner crops, each also mirrored."""
+    if mode == "none":
+        return images[None]
+    if mode == "flip":
+        return tf.stack([images, tf.reverse(images, [2])])
+    s, n = image_size, tta_size(image_size)
+    o = (n - s) // 2
+    crops = [images[:, o:o + s, o:o + s], images[:, :s, :s], images[:, :s, n - s:], images[:, n - s:, :s],
+             images[:, n - s:, n - s:]]
+    return tf.stack(crops + [tf.reverse(c, [2]) for c in crops])
 
 
 def decode(encoded):

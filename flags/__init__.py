@@ -45,7 +45,11 @@ def define_training_flags():
     flags.DEFINE_integer("train_steps", None, "Steps to train; overrides --train_epochs.")
     flags.DEFINE_float("learning_rate", None, "Base learning rate at batch 128 (small images) or 256 (large), "
                        f"scaled linearly with --batch_size (default {r['learning_rate']}).")
-    flags.DEFINE_enum("lr_schedule", "piecewise", ["piecewise", "cosine"], "Learning-rate schedule after warm-up.")
+    flags.DEFINE_enum("recipe", recipes.DEFAULT_RECIPE, list(recipes.RECIPES), "classic: the papers' recipes; "
+                      "modern: cosine, label smoothing, weight EMA, and cutout (small images) or RandAugment, mixup "
+                      "and cutmix (large images). Explicit flags override it.")
+    flags.DEFINE_enum("lr_schedule", None, ["piecewise", "cosine"], "Learning-rate schedule after warm-up "
+                      "(default: the recipe's, piecewise / modern cosine).")
     flags.DEFINE_list("lr_decay_epochs", None, "Epochs where a piecewise schedule multiplies the rate by 0.1 "
                       "(default: 91,136 for small images, 30,60,80 for large).")
     flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epochs (default: 0 for small images, 5 for large).")
@@ -53,7 +57,23 @@ def define_training_flags():
     flags.DEFINE_bool("nesterov", False, "Nesterov momentum.")
     flags.DEFINE_float("weight_decay", None, "L2 weight decay on conv and dense kernels "
                        "(default: 2e-4 for small images, 1e-4 for large).")
-    flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy.")
+    flags.DEFINE_float("label_smoothing", None, "Label smoothing of the cross-entropy (default: the recipe's, "
+                       "0 / modern 0.1).")
+    flags.DEFINE_float("ema_decay", None, "Weight EMA decay, warmed up as timm's ModelEmaV3 (default: the recipe's, "
+                       "0 = off / modern 0.9999); evaluated beside the raw weights, used by eval, predict, export.")
+    flags.DEFINE_integer("cutout", None, "Cutout square in pixels (default: the recipe's, 0 / modern 16 on small "
+                         "images).")
+    flags.DEFINE_integer("randaugment_layers", None, "RandAugment operations per image (default: the recipe's, "
+                         "0 / modern 2 on large images).")
+    flags.DEFINE_float("randaugment_magnitude", None, "RandAugment magnitude, of 10 (default 9).")
+    flags.DEFINE_float("mixup_alpha", None, "Mixup Beta(alpha, alpha) (default: the recipe's, 0 / modern 0.2 on "
+                       "large images).")
+    flags.DEFINE_float("cutmix_alpha", None, "CutMix Beta(alpha, alpha) (default: the recipe's, 0 / modern 1.0 on "
+                       "large images).")
+    flags.DEFINE_float("mixup_prob", None, "Share of batches mixed up (default: 1, or 0.5 beside cutmix).")
+    flags.DEFINE_float("cutmix_prob", None, "Share of batches cut-mixed (default: 1, or 0.5 beside mixup).")
+    flags.DEFINE_integer("precise_bn_examples", 2048, "Before each eval and checkpoint, recompute the batch-norm "
+                         "statistics from this many training images (0: keep the moving averages).")
     flags.DEFINE_float("epochs_between_evals", 1.0, "Evaluate on the test split this often, and at the end.")
     flags.DEFINE_integer("steps_per_loop", 20, "Train steps per tf.function call (less host overhead on GPUs).")
     flags.DEFINE_integer("log_every_steps", 100, "Console line and TensorBoard scalars every this many steps.")

@@ -16,7 +16,9 @@ def make_config(flag_values):
     """(Config, DatasetInfo) from absl flag values; raises ConfigError or data.DataError with a one-line message."""
     f = flag_values
     _check_non_negative(f, "keep_best", "train_epochs", "train_steps", "learning_rate", "warmup_epochs", "weight_decay",
-                        "label_smoothing", "momentum")
+                        "label_smoothing", "momentum", "ema_decay", "cutout", "randaugment_layers",
+                        "randaugment_magnitude", "mixup_alpha", "cutmix_alpha", "mixup_prob", "cutmix_prob",
+                        "precise_bn_examples")
     _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
                     "cpu_devices", "width", "bn_momentum")
     entry = model.MODELS[f.model]
@@ -27,7 +29,7 @@ def make_config(flag_values):
         model.check_model(f.model, info.image_size, f.depth, f.unit, f.arch, f.width)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    recipe = {**recipes.recipe(info.small_images), **entry.recipe}
+    recipe = {**recipes.recipe(info.small_images, f.recipe), **entry.recipe}
     pick = lambda name: recipe[name] if getattr(f, name) is None else getattr(f, name)  # noqa: E731
     batch_size = pick("batch_size")
     steps_per_epoch = info.num_train // batch_size
@@ -37,20 +39,41 @@ def make_config(flag_values):
     train_steps = f.train_steps if f.train_steps is not None else round(pick("train_epochs") * steps_per_epoch)
     if train_steps <= 0:
         raise ConfigError("nothing to train: give --train_steps or --train_epochs greater than 0")
+    ema_decay = pick("ema_decay")
+    if ema_decay >= 1:
+        raise ConfigError(f"--ema_decay must be below 1 (e.g. 0.9999), got {ema_decay}")
+    mixing = _mix_probabilities(f, pick("mixup_alpha"), pick("cutmix_alpha"))
     return Config(
         dataset=f.dataset, data_dir=f.data_dir, image_size=info.image_size, num_classes=info.num_classes,
         strict=f.strict, model_dir=f.model_dir or os.path.join("runs", f"{_slug(f.dataset)}_{_model_name(f)}"),
         depth=f.depth, unit=f.unit, arch=f.arch, width=f.width, sync_bn=f.sync_bn, bn_momentum=f.bn_momentum,
         batch_size=batch_size, train_steps=train_steps, steps_per_epoch=steps_per_epoch,
         learning_rate=pick("learning_rate"), lr_batch_denominator=recipe["lr_batch_denominator"],
-        lr_schedule=f.lr_schedule, lr_decay_epochs=decay_epochs, warmup_epochs=pick("warmup_epochs"),
+        lr_schedule=pick("lr_schedule"), lr_decay_epochs=decay_epochs, warmup_epochs=pick("warmup_epochs"),
         momentum=f.momentum, nesterov=f.nesterov, weight_decay=pick("weight_decay"),
-        label_smoothing=f.label_smoothing, epochs_between_evals=f.epochs_between_evals,
+        label_smoothing=pick("label_smoothing"), epochs_between_evals=f.epochs_between_evals,
         steps_per_loop=f.steps_per_loop, log_every_steps=f.log_every_steps, keep_checkpoints=f.keep_checkpoints,
         keep_best=f.keep_best, nan_policy=f.nan_policy, debug_nan_at_step=f.debug_nan_at_step,
         seed=f.seed, deterministic=f.deterministic, dtype=f.dtype, xla=f.xla, strategy=f.strategy,
         num_gpus=f.num_gpus, cpu_devices=f.cpu_devices, profile_steps=_profile_steps(f.profile_steps),
-        init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model), info
+        init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model, recipe=f.recipe,
+        ema_decay=ema_decay, cutout=pick("cutout"), randaugment_layers=pick("randaugment_layers"),
+        randaugment_magnitude=pick("randaugment_magnitude"), precise_bn_examples=f.precise_bn_examples,
+        **mixing), info
+
+
+def _mix_probabilities(f, mixup_alpha, cutmix_alpha):
+    """The mix fields: a method with alpha > 0 gets every batch alone, half of them beside the other."""
+    both = mixup_alpha > 0 and cutmix_alpha > 0
+    mixup_prob = f.mixup_prob if f.mixup_prob is not None else (0.5 if both else float(mixup_alpha > 0))
+    cutmix_prob = f.cutmix_prob if f.cutmix_prob is not None else (0.5 if both else float(cutmix_alpha > 0))
+    for name, prob, alpha in (("mixup", mixup_prob, mixup_alpha), ("cutmix", cutmix_prob, cutmix_alpha)):
+        if prob > 0 and alpha <= 0:
+            raise ConfigError(f"--{name}_prob={prob} needs --{name}_alpha > 0 (e.g. {0.2 if name == 'mixup' else 1.0})")
+    if mixup_prob + cutmix_prob > 1 + 1e-9:
+        raise ConfigError(f"--mixup_prob + --cutmix_prob must not pass 1, got {mixup_prob} + {cutmix_prob}")
+    return {"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "mixup_prob": mixup_prob,
+            "cutmix_prob": cutmix_prob}
 
 
 def _profile_steps(value):

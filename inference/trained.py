@@ -20,11 +20,13 @@ class TrainedModel:
     info: data.DatasetInfo  # class names, mean / std, image size, small_images
     checkpoint: str
     step: int
+    averaged: bool = False  # the weights are the run's EMA
 
 
-def load(model_dir, checkpoint=None):
+def load(model_dir, checkpoint=None, raw_weights=False):
     """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best kept one,
-    else the latest). Needs no dataset when the run recorded its DatasetInfo in config.json."""
+    else the latest): its weight EMA when the run has one, unless raw_weights. Needs no dataset when the run
+    recorded its DatasetInfo in config.json."""
     try:
         config = run_dir.require_config(model_dir)
         info = run_dir.read_dataset_info(model_dir)
@@ -37,21 +39,23 @@ def load(model_dir, checkpoint=None):
     net, _ = network.create(config, info.num_classes)
     try:
         path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
-        step = checkpoints.restore(path, model=net)
+        step, averaged = checkpoints.restore_weights(path, net, raw_weights)
     except checkpoints.CheckpointError as e:
         raise LoadError(str(e)) from None
-    return TrainedModel(net, info, path, step)
+    return TrainedModel(net, info, path, step, averaged)
 
 
-def preprocess_image(image, info):
-    """A decoded uint8 [h, w, 3] image of any size -> the model's normalized input, as the eval pipeline makes."""
-    return preprocessing.eval_image(image, info.image_size, info.small_images, info.mean, info.std)
+def preprocess_image(image, info, margin=False):
+    """A decoded uint8 [h, w, 3] image of any size -> the model's normalized input, as the eval pipeline makes
+    (margin: the larger square test-time crops come from)."""
+    return preprocessing.eval_image(image, info.image_size, info.small_images, info.mean, info.std, margin)
 
 
-def preprocess_encoded(encoded, info):
+def preprocess_encoded(encoded, info, margin=False):
     """JPEG/PNG/BMP/GIF bytes -> the model's normalized input."""
-    return preprocess_image(preprocessing.decode(encoded), info)
+    return preprocess_image(preprocessing.decode(encoded), info, margin)
 
 
-def input_spec(info):
-    return tf.TensorSpec([info.image_size, info.image_size, 3], tf.float32)
+def input_spec(info, margin=False):
+    size = preprocessing.tta_size(info.image_size) if margin and not info.small_images else info.image_size
+    return tf.TensorSpec([size, size, 3], tf.float32)

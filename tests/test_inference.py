@@ -22,7 +22,7 @@ PETS = {3: "cat", 5: "dog", 8: "ship"}  # CIFAR-10 labels -> the 3-class folder 
 
 def train_args(data_dir, model_dir, *extra):
     return (f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--depth=8", "--batch_size=8",
-            "--log_every_steps=20", "--steps_per_loop=10", "--bn_momentum=0.9", *extra)
+            "--log_every_steps=20", "--steps_per_loop=10", *extra)
 
 
 @pytest.fixture(scope="module")

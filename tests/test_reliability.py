@@ -23,7 +23,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 def args(data_dir, model_dir, *extra):
     return ("--dataset=cifar10", f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--depth=8",
             "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=10", "--steps_per_loop=5",
-            "--bn_momentum=0.9", "--keep_best=2", "--deterministic", *extra)
+            "--keep_best=2", "--deterministic", *extra)
 
 
 def start(*argv, script="train.py"):

@@ -9,6 +9,7 @@ import time
 import tensorflow as tf
 
 import data
+from data import preprocessing
 from training import checkpoints, evaluation, network, reports, run_dir, strategy as strategies
 
 
@@ -25,6 +26,8 @@ class EvalConfig:
     batch_size: int | None = None   # None: the run's
     watch: bool = False
     timeout: float = 3600.0         # seconds --watch waits for a new checkpoint
+    tta: str = "none"               # test-time augmentation: none | flip | flip+crops (large images)
+    raw_weights: bool = False       # the raw weights even when the run has a weight EMA
 
 
 def run(config, out=print):
@@ -38,18 +41,20 @@ def run(config, out=print):
         info = eval_info(config, run_config)
     except ValueError as e:
         raise EvalError(str(e)) from None
+    check_tta(config.tta, info)
     strategy = strategies.create("auto")
     with strategy.scope():
         net, _ = network.create(run_config, info.num_classes)
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size or run_config["batch_size"],
-                                    config.data_dir or run_config["data_dir"])
+                                    config.data_dir or run_config["data_dir"], tta=config.tta)
     writer = metrics = None
     for path in _checkpoints(config):
         try:
-            step = checkpoints.restore(path, model=net)
+            step, averaged = checkpoints.restore_weights(path, net, config.raw_weights)
         except checkpoints.CheckpointError as e:
             raise EvalError(str(e)) from None
-        metrics = {**evaluate(), "step": step, "checkpoint": path}
+        metrics = {**evaluate(), "step": step, "checkpoint": path, "weights": "ema" if averaged else "raw",
+                   "tta": config.tta}
         # Created only now: a refused checkpoint leaves the run directory untouched.
         writer = writer or tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
         rows = reports.write(os.path.join(config.model_dir, "eval"), metrics, info.class_names, writer)
@@ -58,6 +63,14 @@ def run(config, out=print):
     if metrics is None:
         raise EvalError(f"no checkpoint in {config.model_dir} yet")
     return metrics
+
+
+def check_tta(tta, info):
+    if tta not in preprocessing.TTA_MODES:
+        raise EvalError(f"--tta must be one of {', '.join(preprocessing.TTA_MODES)}, not {tta!r}")
+    if tta == "flip+crops" and info.small_images:
+        raise EvalError(f"--tta=flip+crops crops a margin small images ({info.image_size} px) don't have; use "
+                        "--tta=flip")
 
 
 def eval_info(config, run_config):
@@ -123,8 +136,11 @@ def _step_of(path):
 
 
 def report(metrics, per_class, out=print):
+    how = [w for w, on in ((f"{metrics['weights']} weights", metrics["weights"] == "ema"),
+                           (f"tta {metrics['tta']}", metrics["tta"] != "none")) if on]
     out(f"step {metrics['step']}: top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
-        f"loss {metrics['loss']:.4f}  examples {metrics['num_examples']}  ({metrics['checkpoint']})")
+        f"loss {metrics['loss']:.4f}  examples {metrics['num_examples']}  ({metrics['checkpoint']}"
+        f"{'; ' + ', '.join(how) if how else ''})")
     for line in reports.table(per_class):
         out(line)
 

@@ -137,6 +137,14 @@ def _write_json(path, value):
     os.replace(path + ".tmp", path)  # atomic: a reader sees the old or the new list, never half of one
 
 
+def restore_weights(path, net, raw=False):
+    """restore(path, model=net) with the weight EMA the checkpoint holds, if any, in place of the raw weights
+    (raw=True: the raw ones). Returns (step, whether the EMA was used)."""
+    from training import ema  # ema imports the model; checkpoints stays importable without it
+    step = restore(path, model=net)
+    return step, (not raw and ema.install_from_checkpoint(net, path) > 0)
+
+
 def restore(path, **objects):
     """Restores `objects` (e.g. model=...) from one checkpoint file prefix; returns its step. Raises
     CheckpointError if the file does not hold these objects (another network) or can't be read."""

@@ -56,6 +56,17 @@ class Config:
     init_checkpoint: str | None = None  # a run dir or checkpoint to warm-start a new run from
     freeze_backbone: bool = False       # train only the classifier
     model: str = "resnet_v2"            # a key of model.MODELS; depth, unit, arch and width are the ResNet's
+    # the modern recipe's parts (flags/recipes.py); precise batch norm (training/bn_stats.py)
+    recipe: str = "classic"
+    ema_decay: float = 0.0
+    cutout: int = 0
+    randaugment_layers: int = 0
+    randaugment_magnitude: float = 9.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixup_prob: float = 0.0
+    cutmix_prob: float = 0.0
+    precise_bn_examples: int = 0        # 0 in runs from before it existed: they evaluated with moving averages
     # imported weights (pretrained.py)
     include_top: bool = True            # False: a backbone without a classifier (a _notop file), for fine-tuning
     imported_from: str | None = None    # the weights' source; such a run is never trained itself
@@ -67,6 +78,11 @@ class Config:
     @property
     def eval_every_steps(self):
         return max(1, round(self.epochs_between_evals * self.steps_per_epoch))
+
+    def augment(self):
+        """What the training pipeline adds to crop and flip (data.Augment's fields)."""
+        return {f: getattr(self, f) for f in ("cutout", "randaugment_layers", "randaugment_magnitude", "mixup_alpha",
+                                              "cutmix_alpha", "mixup_prob", "cutmix_prob")}
 
     def architecture(self):
         return {f: getattr(self, f) for f in ARCHITECTURE_FIELDS}

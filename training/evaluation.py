@@ -9,12 +9,12 @@ from training import step as steps
 class Evaluator:
     """Runs the eval step over the distributed eval split inside one tf.function and sums the replicas."""
 
-    def __init__(self, strategy, model, info, batch_size, data_dir=None):
+    def __init__(self, strategy, model, info, batch_size, data_dir=None, tta="none"):
         self.strategy = strategy
         self.dataset = strategy.distribute_datasets_from_function(
             lambda ctx: data.make_eval_dataset(info, data_dir=data_dir, global_batch_size=batch_size,
-                                               input_context=ctx))
-        eval_step = steps.make_eval_step(model, info.num_classes)
+                                               input_context=ctx, margin=tta == "flip+crops"))
+        eval_step = steps.make_eval_step(model, info.num_classes, tta, info.image_size)
 
         zero = tf.constant(0.0)
         initial = {"cross_entropy": zero, "correct": zero, "correct_top5": zero, "examples": zero,

@@ -4,8 +4,8 @@ import keras
 import tensorflow as tf
 
 import data
-from training import (checkpoints, evaluation, network, optimizer as optim, preemption, run_dir, step as steps,
-                      strategy as strategies, summaries, warm_start)
+from training import (bn_stats, checkpoints, ema as averaging, evaluation, network, optimizer as optim, preemption,
+                      run_dir, step as steps, strategy as strategies, summaries, warm_start)
 from training.run_dir import TrainingError
 
 __all__ = ["TrainingError", "Stopped", "run"]
@@ -30,24 +30,28 @@ def run(config, info, out=print):
     info = warm_start.normalization(config, info)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
-    net, opt = build(config, info, strategy)
+    net, opt, ema = build(config, info, strategy)
     run_dir.check_writable(config.model_dir, net)
     ckpts = checkpoints.Checkpoints(config.model_dir, config.keep_checkpoints, chief, strategies.worker_id(strategy),
-                                    keep_best=config.keep_best, out=out, model=net, optimizer=opt)
+                                    keep_best=config.keep_best, out=out, model=net, optimizer=opt,
+                                    **({"ema": ema} if ema else {}))
     step = resume_or_warm_start(ckpts, net, config, out)
-    train_writer, eval_writer = run_dir.start(config, info, strategy, chief, step)
+    writers = run_dir.start(config, info, strategy, chief, step)
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
                                             seed=config.seed, start_step=step, input_context=ctx,
-                                            deterministic=config.deterministic)))
+                                            deterministic=config.deterministic, augment=data.Augment(**config.augment()))))
     train_loop = make_train_loop(strategy, steps.make_train_step(
         net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
         label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
-        poison_step=config.debug_nan_at_step), config.xla)
-    evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir)
+        poison_step=config.debug_nan_at_step), config.xla, ema)
+    evaluate = Evaluation(evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir), ema,
+                          bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=config.batch_size,
+                                                    examples=config.precise_bn_examples, seed=config.seed,
+                                                    data_dir=config.data_dir), out)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
     metrics, window = None, Window()
-    metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step)
+    metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step, ema=ema is not None)
     profiler = summaries.Profiler(config.model_dir, config.profile_steps, out)
 
     with preemption.Preemption() as signals:
@@ -62,14 +66,17 @@ def run(config, info, out=print):
             step += n
             row = {}
             if step % config.log_every_steps == 0 or step == config.train_steps:
-                row = log(step, window.take(), opt, progress, train_writer, config)
+                row = log(step, window.take(), opt, progress, writers[0], config)
             stop = float(stop_votes) > 0 and step < config.train_steps  # at the last step, just finish
-            if step % config.steps_per_epoch == 0 or step == config.train_steps or stop:
+            epoch_end = step % config.steps_per_epoch == 0 or step == config.train_steps
+            eval_due = step % config.eval_every_steps == 0 or step == config.train_steps
+            if epoch_end or eval_due:  # whether or not a stop came: a resumed run recomputes the same
+                evaluate.refresh_statistics()
+            if epoch_end or stop:
                 ckpts.save(step, step // config.steps_per_epoch)
-            if (step % config.eval_every_steps == 0 or step == config.train_steps) and not stop:
+            if eval_due and not stop:
                 metrics = evaluate()
-                report_eval(step, metrics, eval_writer, ckpts, out)
-                row.update({f"eval_{k}": metrics[k] for k in ("loss", "top_1", "top_5")})
+                row.update(report_eval(step, metrics, writers[1:], ckpts, out))
             metrics_csv.write(step, step / config.steps_per_epoch, row)
             if stop:
                 raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
@@ -78,7 +85,8 @@ def run(config, info, out=print):
     metrics = metrics or evaluate()
     if chief:
         ckpts.mark_done(step)
-    out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
+    averaged = f"  EMA top-1 {metrics['ema']['top_1']:.4f}" if "ema" in metrics else ""
+    out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}{averaged}  "
         f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
     return metrics
 
@@ -94,8 +102,35 @@ def resume_or_warm_start(ckpts, net, config, out):
     return step
 
 
+class Evaluation:
+    """The evaluations of a run: precise batch-norm statistics for the weights and for their EMA, then the test
+    split with each."""
+
+    def __init__(self, evaluator, ema, precise, out=print):
+        self.evaluator, self.ema, self.precise, self.out = evaluator, ema, precise, out
+
+    def refresh_statistics(self):
+        """Recomputes the batch-norm statistics of the weights, and of the EMA with its weights swapped in."""
+        line = self.precise.recompute()
+        if self.ema is not None and self.precise.layers:
+            with self.ema.swapped_in():
+                self.precise.recompute()
+                self.ema.keep_statistics()
+        if line:
+            self.out(line + (" (and as much again for the EMA)" if self.ema is not None else ""))
+
+    def __call__(self):
+        """The raw weights' metrics, with the EMA's under 'ema' when the run has one."""
+        metrics = self.evaluator()
+        if self.ema is not None:
+            with self.ema.swapped_in():
+                metrics["ema"] = self.evaluator()
+        return metrics
+
+
 def build(config, info, strategy):
-    """Model and optimizer under the strategy's scope, the optimizer built before the first step."""
+    """Model, optimizer and weight EMA (None without --ema_decay) under the strategy's scope, the optimizer built
+    before the first step."""
     keras.utils.set_random_seed(config.seed)
     # Grappler's arithmetic optimizer rewrites an AddN inside the multi-step loop into an accumulator whose
     # temporary variable then "already exists" (AlreadyExistsError at the third call of a ResNet-20, batch 128,
@@ -116,14 +151,16 @@ def build(config, info, strategy):
             network.freeze_backbone(net)
         opt = optim.create(schedule, config.momentum, config.nesterov, loss_scaling=config.dtype == "float16")
         opt.build(net.trainable_variables)
-    return net, opt
+        ema = averaging.WeightEma(net, config.ema_decay) if config.ema_decay else None
+    return net, opt, ema
 
 
 SUM_KEYS = ("cross_entropy", "l2", "correct", "examples", "nonfinite")
 
 
-def make_train_loop(strategy, train_step, xla=False):
-    """loop(iterator, step, n, stop_requested) runs steps step+1 .. step+n inside one tf.function call.
+def make_train_loop(strategy, train_step, xla=False, ema=None):
+    """loop(iterator, step, n, stop_requested) runs steps step+1 .. step+n inside one tf.function call, each
+    followed by the EMA's update when there is one.
 
     Returns the replicas' summed step outputs, the first step whose loss was not finite (-1: none), and how many
     replicas (over all workers) saw a stop request, so that all of them stop after the same step."""
@@ -138,6 +175,8 @@ def make_train_loop(strategy, train_step, xla=False):
             step = first_step + i + 1
             images, labels = next(iterator)
             sums = strategy.run(replica_step, args=(images, labels, step))
+            if ema is not None:
+                ema.update(step)
             sums = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}
             first_bad = tf.where((first_bad < 0) & (sums["nonfinite"] > 0), step, first_bad)
             totals = {k: totals[k] + sums[k] for k in SUM_KEYS}
@@ -187,12 +226,21 @@ def log(step, metrics, opt, progress, writer, config):
             "images_per_second": steps_per_s * config.batch_size}
 
 
-def report_eval(step, metrics, writer, ckpts, out):
-    rank = ckpts.consider_best(step, metrics)
+def report_eval(step, metrics, writers, ckpts, out):
+    """Console line, TensorBoard (eval/, and eval_ema/ for the EMA), best checkpoints (by the EMA's top-1 when
+    the run has one: it is what eval.py, predict.py and export.py use); returns the metrics.csv columns."""
+    averaged = metrics.get("ema")
+    rank = ckpts.consider_best(step, averaged or metrics)
     best = f" (kept as best #{rank})" if rank else ""
+    ema_part = f"  EMA top-1 {averaged['top_1']:.4f}  top-5 {averaged['top_5']:.4f}" if averaged else ""
     out(f"eval at step {step}: top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
-        f"loss {metrics['loss']:.4f}  ({metrics['num_examples']} examples){best}")
-    summaries.scalars(writer, step, {k: metrics[k] for k in ("loss", "top_1", "top_5")})
+        f"loss {metrics['loss']:.4f}{ema_part}  ({metrics['num_examples']} examples){best}")
+    columns = {}
+    for prefix, values, writer in (("eval", metrics, writers[0]), ("eval_ema", averaged, writers[-1])):
+        if values:
+            summaries.scalars(writer, step, {k: values[k] for k in ("loss", "top_1", "top_5")})
+            columns.update({f"{prefix}_{k}": values[k] for k in ("loss", "top_1", "top_5")})
+    return columns
 
 
 def steps_until_event(step, config):

@@ -99,16 +99,18 @@ def check_writable(model_dir, model, margin=2.0):
 
 
 def start(config, info, strategy, chief, step):
-    """config.json and the summary writers; the config and a grid of augmented inputs once, at step 0."""
+    """config.json and the summary writers (train, eval, and eval_ema with --ema_decay); the config and a grid of
+    augmented inputs once, at step 0."""
     if chief:
         write_config(config, info, strategy)
-    train_writer, eval_writer = summaries.writers(config.model_dir, chief, resumed_step=step)
+    names = ("train", "eval", "eval_ema") if config.ema_decay else ("train", "eval")
+    writers = summaries.writers(config.model_dir, chief, resumed_step=step, names=names)
     if step == 0:
-        summaries.config_summary(train_writer, config)
+        summaries.config_summary(writers[0], config)
         first = next(iter(data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=16,
-                                                  seed=config.seed)))
-        summaries.image_grid(train_writer, first[0].numpy(), info.mean, info.std)
-    return train_writer, eval_writer
+                                                  seed=config.seed, augment=data.Augment(**config.augment()))))
+        summaries.image_grid(writers[0], first[0].numpy(), info.mean, info.std)
+    return writers
 
 
 def write_config(config, info, strategy, directory=None, **extra):

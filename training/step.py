@@ -3,12 +3,14 @@ results (ReduceOp.SUM) and dividing by the example count gives exact global mean
 import tensorflow as tf
 
 import model as resnet
+from data import preprocessing
 
 
 def cross_entropy(labels, logits, label_smoothing=0.0):
-    """Per-example softmax cross-entropy in float32, with optional label smoothing."""
+    """Per-example softmax cross-entropy in float32, with optional label smoothing. labels: int class ids [b], or
+    soft targets [b, classes] (mixup, cutmix) summing to 1."""
     num_classes = logits.shape[-1]
-    targets = tf.one_hot(labels, num_classes)
+    targets = tf.cast(labels, tf.float32) if labels.shape.rank == 2 else tf.one_hot(labels, num_classes)
     if label_smoothing:
         targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
     return tf.nn.softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))
@@ -52,7 +54,7 @@ def make_train_step(model, optimizer, *, global_batch_size, weight_decay, label_
         return {"cross_entropy": tf.where(finite, tf.reduce_sum(per_example), 0.0),
                 "l2": regularization,
                 "correct": tf.reduce_sum(_correct(labels, logits, 1)) * keep,
-                "examples": tf.cast(tf.shape(labels)[0], tf.float32) * keep,
+                "examples": tf.cast(tf.shape(logits)[0], tf.float32) * keep,
                 "nonfinite": 1.0 - keep}
     return train_step
 
@@ -72,10 +74,21 @@ def _apply_if_finite_everywhere(optimizer, grads, variables, finite):
     context.merge_call(cross_replica, args=(grads, bad))
 
 
-def make_eval_step(model, num_classes):
+def predict(model, images, tta="none", image_size=None):
+    """Logits [b, classes] in float32; with test-time augmentation, the log of the softmax probabilities
+    averaged over the views (data/preprocessing.py tta_views), which softmax, argmax and the loss take alike."""
+    if tta == "none":
+        return tf.cast(model(images, training=False), tf.float32)
+    views = preprocessing.tta_views(images, tta, image_size)
+    probabilities = tf.map_fn(lambda view: tf.nn.softmax(tf.cast(model(view, training=False), tf.float32)), views,
+                              fn_output_signature=tf.float32)
+    return tf.math.log(tf.reduce_mean(probabilities, axis=0) + 1e-12)
+
+
+def make_eval_step(model, num_classes, tta="none", image_size=None):
     """Returns step(images, labels, weights) -> dict of weighted sums; weight-0 examples are padding."""
     def eval_step(images, labels, weights):
-        logits = model(images, training=False)
+        logits = predict(model, images, tta, image_size)
         labels = tf.maximum(labels, 0)  # padding may carry label -1; its weight is 0
         predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return {"cross_entropy": tf.reduce_sum(cross_entropy(labels, logits) * weights),
@@ -89,4 +102,8 @@ def make_eval_step(model, num_classes):
 
 
 def _correct(labels, logits, k):
+    """1 where the class is among the top k; for soft targets the class is their largest (mixup's lam >= 0.5
+    side), so that training top-1 under mixup counts the dominant image."""
+    if labels.shape.rank == 2:
+        labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
     return tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), k), tf.float32)

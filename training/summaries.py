@@ -10,14 +10,15 @@ from tensorboard.plugins.hparams import api as hparams
 from tensorflow.core.util import event_pb2
 
 
-def writers(model_dir, chief, resumed_step=0):
-    """(train, eval) summary writers; no-ops off the chief, so only one worker writes events.
+def writers(model_dir, chief, resumed_step=0, names=("train", "eval")):
+    """A summary writer per name (a subdirectory of model_dir); no-ops off the chief, so only one worker writes
+    events.
 
     A run resumed at step s first drops the events its previous process wrote after s (it was killed before its
     next checkpoint and will write those steps again), so the curves continue without duplicate steps."""
     if not chief:
-        return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
-    directories = [os.path.join(model_dir, name) for name in ("train", "eval")]
+        return tuple(tf.summary.create_noop_writer() for _ in names)
+    directories = [os.path.join(model_dir, name) for name in names]
     if resumed_step:
         for directory in directories:
             drop_events_after(directory, resumed_step)
@@ -72,9 +73,11 @@ class MetricsCsv:
     FILE = "metrics.csv"
     COLUMNS = ("step", "epoch", "train_loss", "train_top_1", "eval_loss", "eval_top_1", "eval_top_5",
                "learning_rate", "images_per_second")
+    EMA_COLUMNS = ("eval_ema_loss", "eval_ema_top_1", "eval_ema_top_5")  # runs with --ema_decay
 
-    def __init__(self, model_dir, chief, resumed_step=0):
+    def __init__(self, model_dir, chief, resumed_step=0, ema=False):
         self.path = os.path.join(model_dir, self.FILE) if chief else None
+        self.columns = self.COLUMNS + (self.EMA_COLUMNS if ema else ())
         if self.path is None:
             return
         rows = []
@@ -82,7 +85,7 @@ class MetricsCsv:
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resumed_step]
         with open(self.path + ".tmp", "w", newline="") as f:
-            writer = csv.DictWriter(f, self.COLUMNS)
+            writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows(rows)
         os.replace(self.path + ".tmp", self.path)
@@ -93,7 +96,7 @@ class MetricsCsv:
             return
         row = {"step": step, "epoch": f"{epoch:.3f}", **{k: f"{v:.6g}" for k, v in values.items()}}
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.COLUMNS).writerow(row)
+            csv.DictWriter(f, self.columns).writerow(row)
 
 
 class Progress:

@@ -103,10 +103,10 @@ def _donor(path):
     prefix, theirs = source(path)
     donor, _ = network.create(theirs, theirs["num_classes"])  # at its own input size: the checkpoint's shapes
     try:
-        step = checkpoints.restore(prefix, model=donor)
+        step, averaged = checkpoints.restore_weights(prefix, donor)
     except checkpoints.CheckpointError as e:
         raise TrainingError(f"--init_checkpoint: {e}") from None
-    return donor, theirs, f"{prefix} (step {step})"
+    return donor, theirs, f"{prefix} (step {step}{', its weight EMA' if averaged else ''})"
 
 
 def _layer(model, name):
