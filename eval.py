@@ -20,6 +20,8 @@ flags.DEFINE_enum("tta", "none", ["none", "flip", "flip+crops"], "Test-time augm
                   "softmax over the image and its mirror; flip+crops (large images) also over 4 corner crops.")
 flags.DEFINE_bool("raw_weights", False, "Evaluate the raw weights of a run trained with --ema_decay (default: its "
                   "weight EMA).")
+flags.DEFINE_integer("precise_bn_examples", 0, "Recompute the batch-norm statistics from this many training "
+                     "images before evaluating (0: the checkpoint's own, which training already recomputed).")
 flags.DEFINE_float("timeout", 3600, "With --watch: give up after this many seconds without a new checkpoint.")
 FLAGS = flags.FLAGS
 
@@ -31,7 +33,8 @@ def main(argv):
     from training import checkpoint_eval, strategy
     logs.quiet()
     config = checkpoint_eval.EvalConfig(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.dataset, FLAGS.data_dir,
-                                        FLAGS.batch_size, FLAGS.watch, FLAGS.timeout, FLAGS.tta, FLAGS.raw_weights)
+                                        FLAGS.batch_size, FLAGS.watch, FLAGS.timeout, FLAGS.tta, FLAGS.raw_weights,
+                                        FLAGS.precise_bn_examples)
     try:
         checkpoint_eval.run(config)
     except (checkpoint_eval.EvalError, data.DataError, strategy.StrategyError) as e:

@@ -45,7 +45,8 @@ def main(argv):
         shutil.rmtree(FLAGS.export_dir, ignore_errors=True)  # half an export would block the next attempt
         reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))
         logs.fail(f"can't write --export_dir={FLAGS.export_dir}: {reason.splitlines()[0]}")
-    print(f"exported {model.checkpoint} (step {model.step}, {model.info.num_classes} classes, "
+    print(f"exported {model.checkpoint} (step {model.step}{', EMA weights' if model.averaged else ''}, "
+          f"{model.info.num_classes} classes, tta {FLAGS.tta}, "
           f"{model.info.image_size}x{model.info.image_size} inputs) to {FLAGS.export_dir}; "
           f"signatures: {', '.join(signatures)}")
 

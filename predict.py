@@ -55,7 +55,8 @@ def main(argv):
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
     errors = sum(bool(r["error"]) for r in rows)
     print(f"predicted {len(rows) - errors} images ({errors} unreadable) in {time.perf_counter() - start:.1f} s "
-          f"with {model.checkpoint} (step {model.step}); wrote {FLAGS.output}")
+          f"with {model.checkpoint} (step {model.step}{', EMA weights' if model.averaged else ''}); "
+          f"wrote {FLAGS.output}")
 
 
 if __name__ == "__main__":

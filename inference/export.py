@@ -40,7 +40,8 @@ class Classifier(tf.Module):
 
     def _classify(self, inputs):
         # An empty batch gets empty outputs (TF's convolutions pass a 0-image batch through unchanged).
-        logits = tf.cond(tf.shape(inputs)[0] > 0, lambda: steps.predict(self.net, inputs, self.tta, self.info.image_size),
+        logits = tf.cond(tf.shape(inputs)[0] > 0,
+                         lambda: steps.predict(self.net, inputs, self.tta, self.info.image_size),
                          lambda: tf.zeros([0, self.info.num_classes]))
         probabilities = tf.nn.softmax(logits)
         top = tf.math.top_k(probabilities, k=self.top_k)

@@ -38,7 +38,7 @@ class WeightsError(Exception):
 class WeightFile:
     family: str      # 'slim' | 'keras'
     path: str        # the checkpoint prefix or the .h5 file
-    shapes: dict     # the file's variable name -> shape (slim: 'resnet_v2_50/conv1/weights'; Keras: 'conv1_conv/kernel')
+    shapes: dict     # variable name -> shape (slim: 'resnet_v2_50/conv1/weights'; Keras: 'conv1_conv/kernel')
     read: object     # name -> numpy array
     files: tuple     # the files on disk that hold it
     md5: str | None = None  # keras:NAME files: the published md5, verified

@@ -118,9 +118,11 @@ def write_slim(arrays, prefix, version=tf.compat.v1.train.SaverDef.V2):
 KERAS_RULES = [
     (r"^block(\d+)/unit_(\d+)/bottleneck_v2/preact/", lambda m: f"conv{int(m[1]) + 1}_block{m[2]}_preact_bn/"),
     (r"^block(\d+)/unit_(\d+)/bottleneck_v2/shortcut/", lambda m: f"conv{int(m[1]) + 1}_block{m[2]}_0_conv/"),
-    (r"^block(\d+)/unit_(\d+)/bottleneck_v2/conv(\d)/BatchNorm/", lambda m: f"conv{int(m[1]) + 1}_block{m[2]}_{m[3]}_bn/"),
+    (r"^block(\d+)/unit_(\d+)/bottleneck_v2/conv(\d)/BatchNorm/",
+     lambda m: f"conv{int(m[1]) + 1}_block{m[2]}_{m[3]}_bn/"),
     (r"^block(\d+)/unit_(\d+)/bottleneck_v2/conv(\d)/", lambda m: f"conv{int(m[1]) + 1}_block{m[2]}_{m[3]}_conv/"),
-    (r"^conv1/", lambda m: "conv1_conv/"), (r"^postnorm/", lambda m: "post_bn/"), (r"^logits/", lambda m: "predictions/"),
+    (r"^conv1/", lambda m: "conv1_conv/"), (r"^postnorm/", lambda m: "post_bn/"),
+    (r"^logits/", lambda m: "predictions/"),
 ]
 KERAS_WEIGHT = {"weights": "kernel", "biases": "bias"}
 
@@ -397,7 +399,8 @@ REFUSALS = {
     "damaged checkpoint": (lambda files, d: [f"--source=slim:{damaged_slim(files, d)}"],
                            r"can't read the checkpoint .*damaged/resnet_v2_50.ckpt: |damaged/resnet_v2_50.ckpt is "
                            r"damaged: "),
-    "directory holding a run": (lambda files, d: [f"--source=slim:{files['slim']}"], r"already exists and is not empty"),
+    "directory holding a run": (lambda files, d: [f"--source=slim:{files['slim']}"],
+                                r"already exists and is not empty"),
 }
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import data
 from data import preprocessing
-from training import checkpoints, evaluation, network, reports, run_dir, strategy as strategies
+from training import bn_stats, checkpoints, evaluation, network, reports, run_dir, strategy as strategies
 
 
 class EvalError(Exception):
@@ -28,6 +28,7 @@ class EvalConfig:
     timeout: float = 3600.0         # seconds --watch waits for a new checkpoint
     tta: str = "none"               # test-time augmentation: none | flip | flip+crops (large images)
     raw_weights: bool = False       # the raw weights even when the run has a weight EMA
+    precise_bn_examples: int = 0    # > 0: recompute the batch-norm statistics from this many training images first
 
 
 def run(config, out=print):
@@ -47,12 +48,18 @@ def run(config, out=print):
         net, _ = network.create(run_config, info.num_classes)
     evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size or run_config["batch_size"],
                                     config.data_dir or run_config["data_dir"], tta=config.tta)
+    precise = bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=run_config["batch_size"],
+                                        examples=config.precise_bn_examples, seed=run_config["seed"],
+                                        data_dir=config.data_dir or run_config["data_dir"])
     writer = metrics = None
     for path in _checkpoints(config):
         try:
             step, averaged = checkpoints.restore_weights(path, net, config.raw_weights)
         except checkpoints.CheckpointError as e:
             raise EvalError(str(e)) from None
+        recomputed = precise.recompute()
+        if recomputed:
+            out(recomputed)
         metrics = {**evaluate(), "step": step, "checkpoint": path, "weights": "ema" if averaged else "raw",
                    "tta": config.tta}
         # Created only now: a refused checkpoint leaves the run directory untouched.

@@ -37,10 +37,11 @@ def run(config, info, out=print):
                                     **({"ema": ema} if ema else {}))
     step = resume_or_warm_start(ckpts, net, config, out)
     writers = run_dir.start(config, info, strategy, chief, step)
+    augment = data.Augment(**config.augment())
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
                                             seed=config.seed, start_step=step, input_context=ctx,
-                                            deterministic=config.deterministic, augment=data.Augment(**config.augment()))))
+                                            deterministic=config.deterministic, augment=augment)))
     train_loop = make_train_loop(strategy, steps.make_train_step(
         net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
         label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
