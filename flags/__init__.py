@@ -46,8 +46,8 @@ def define_training_flags():
     flags.DEFINE_float("learning_rate", None, "Base learning rate at batch 128 (small images) or 256 (large), "
                        f"scaled linearly with --batch_size (default {r['learning_rate']}).")
     flags.DEFINE_enum("recipe", recipes.DEFAULT_RECIPE, list(recipes.RECIPES), "classic: the papers' recipes; "
-                      "modern: cosine, label smoothing, weight EMA, and cutout (small images) or RandAugment, mixup "
-                      "and cutmix (large images). Explicit flags override it.")
+                      "modern: cosine, label smoothing, weight EMA, and for large images RandAugment, mixup and "
+                      "cutmix. Explicit flags override it.")
     flags.DEFINE_enum("lr_schedule", None, ["piecewise", "cosine"], "Learning-rate schedule after warm-up "
                       "(default: the recipe's, piecewise / modern cosine).")
     flags.DEFINE_list("lr_decay_epochs", None, "Epochs where a piecewise schedule multiplies the rate by 0.1 "
@@ -61,8 +61,7 @@ def define_training_flags():
                        "0 / modern 0.1).")
     flags.DEFINE_float("ema_decay", None, "Weight EMA decay, warmed up as timm's ModelEmaV3 (default: the recipe's, "
                        "0 = off / modern 0.9999); evaluated beside the raw weights, used by eval, predict, export.")
-    flags.DEFINE_integer("cutout", None, "Cutout square in pixels (default: the recipe's, 0 / modern 16 on small "
-                         "images).")
+    flags.DEFINE_integer("cutout", None, "Cutout square in pixels (default 0; 16 is the CIFAR paper's).")
     flags.DEFINE_integer("randaugment_layers", None, "RandAugment operations per image (default: the recipe's, "
                          "0 / modern 2 on large images).")
     flags.DEFINE_float("randaugment_magnitude", None, "RandAugment magnitude, of 10 (default 9).")

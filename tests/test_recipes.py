@@ -19,7 +19,7 @@ def args(data_dir, model_dir, *extra):
     return ("--dataset=cifar10", f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--depth=8",
             "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=10", "--steps_per_loop=5",
             "--recipe=modern", "--ema_decay=0.99", "--mixup_alpha=0.2", "--cutmix_alpha=1.0",
-            "--randaugment_layers=1", "--precise_bn_examples=256", "--deterministic", *extra)
+            "--randaugment_layers=1", "--cutout=8", "--precise_bn_examples=256", "--deterministic", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_the_run_records_the_recipe_and_reports_the_ema(modern):
     _, model_dir, out = modern
     config = json.load(open(os.path.join(model_dir, "config.json")))["config"]
     assert (config["recipe"], config["lr_schedule"], config["label_smoothing"], config["cutout"]) == \
-        ("modern", "cosine", 0.1, 16)
+        ("modern", "cosine", 0.1, 8)
     assert (config["mixup_prob"], config["cutmix_prob"], config["ema_decay"]) == (0.5, 0.5, 0.99)
     assert "precise batch norm: 7 layers from 256 training images in " in out
     final = out.strip().splitlines()[-1]
