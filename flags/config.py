@@ -18,7 +18,7 @@ def make_config(flag_values):
     _check_non_negative(f, "keep_best", "train_epochs", "train_steps", "learning_rate", "warmup_epochs", "weight_decay",
                         "label_smoothing", "momentum")
     _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
-                    "cpu_devices", "width", "bn_momentum")
+                    "cpu_devices", "width", "bn_momentum", "worker_join_timeout")
     entry = model.MODELS[f.model]
     info = data.get_info(f.dataset, f.data_dir, f.image_size, strict=f.strict)
     if f.image_size is None and not info.small_images:  # large images are resized to the model's input size
@@ -50,7 +50,8 @@ def make_config(flag_values):
         keep_best=f.keep_best, nan_policy=f.nan_policy, debug_nan_at_step=f.debug_nan_at_step,
         seed=f.seed, deterministic=f.deterministic, dtype=f.dtype, xla=f.xla, strategy=f.strategy,
         num_gpus=f.num_gpus, cpu_devices=f.cpu_devices, profile_steps=_profile_steps(f.profile_steps),
-        init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model), info
+        init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model,
+        worker_join_timeout=f.worker_join_timeout), info
 
 
 def _profile_steps(value):

@@ -56,6 +56,8 @@ class Config:
     init_checkpoint: str | None = None  # a run dir or checkpoint to warm-start a new run from
     freeze_backbone: bool = False       # train only the classifier
     model: str = "resnet_v2"            # a key of model.MODELS; depth, unit, arch and width are the ResNet's
+    # multi-worker
+    worker_join_timeout: float = 600.0  # seconds a worker waits for the others of TF_CONFIG to start
 
     @property
     def lr(self):
