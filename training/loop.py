@@ -95,10 +95,9 @@ def train(config, info, out=print):
             if stop:
                 raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
                               "command to resume", preemption.exit_status(stop_votes.numpy()))
-
-    metrics = metrics or evaluate()
-    if chief:
-        ckpts.mark_done(step)
+        metrics = metrics or evaluate()
+        if chief:
+            ckpts.mark_done(step)
     out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
         f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
     return metrics
