@@ -100,10 +100,13 @@ def test_lost_and_signalled_workers_exit_in_one_line_and_the_relaunch_resumes_bi
     argv = worker_args(cifar_subset_dir, model_dir)
     exit_seconds = {}
     # Each case: (worker watched, worker hit, signal); every relaunch resumes from ckpt-127.
-    for watched, target, how in ((0, 1, signal.SIGKILL), (1, 0, signal.SIGKILL), (0, 1, signal.SIGSTOP)):
+    for case, (watched, target, how) in enumerate(((0, 1, signal.SIGKILL), (1, 0, signal.SIGKILL),
+                                                   (0, 1, signal.SIGSTOP))):
         workers = Workers(cluster, argv)
         try:
-            _, sent = workers.signal_when(watched, "step 140/", target, how)
+            lines, sent = workers.signal_when(watched, "step 140/", target, how)
+            own = model_dir if watched == 0 else model_dir / "workers" / str(watched)
+            assert case == 0 or f"resuming from {own}/ckpt-127 at step 127\n" in lines
             survivor = 1 - target
             exit_seconds[f"{how.name} worker {target}"] = round(assert_peer_lost(
                 workers.wait([survivor])[survivor], survivor, model_dir, sent), 1)
