@@ -1,4 +1,5 @@
 """What a run shows: TensorBoard scalars, images, text and hparams under model_dir, and console progress."""
+import contextlib
 import csv
 import io
 import json
@@ -114,7 +115,8 @@ class MetricsCsv:
                 while data:
                     data = data[os.write(fd, data):]
             except OSError as e:
-                os.ftruncate(fd, end)  # no half row for pandas (or a resumed run) to read; truncating needs no space
+                with contextlib.suppress(OSError):  # e.g. EINVAL where metrics.csv is not a regular file
+                    os.ftruncate(fd, end)  # no half row for pandas or a resumed run; truncating needs no space
                 raise OSError(e.errno, e.strerror, self.path) from None
         finally:
             os.close(fd)
