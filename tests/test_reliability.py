@@ -309,6 +309,7 @@ def test_a_full_disk_stops_in_one_line_and_the_same_command_resumes_bitwise(refe
             os.symlink("/dev/full", tmp_path / "full")
             os.replace(tmp_path / "full", model_dir / "metrics.csv")
         last = stopped_by_full_disk(first, model_dir)
+        print(last)
         assert last.startswith("error: the disk is full (") and "No space left on device" in last
         if mounted:
             # Phase 2: room for the logs but not for the next checkpoint, which fails without leftovers.
@@ -317,6 +318,7 @@ def test_a_full_disk_stops_in_one_line_and_the_same_command_resumes_bitwise(refe
             lines_until(second, "step 140/")
             filler = fill(disk, leave=300 * 1024)
             last = stopped_by_full_disk(second, model_dir)
+            print(last)
             assert last.startswith(f"error: can't write checkpoint {model_dir}/ckpt-254 (") and "No space" in last
             assert not list(model_dir.glob("ckpt-254*"))
             os.remove(filler)
