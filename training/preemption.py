@@ -27,8 +27,10 @@ class Preemption:
 
     @property
     def vote(self):
-        """This process's stop vote, [SIGTERM seen, SIGINT seen]; the train loop sums it over every replica."""
-        return [float(self.signal == signal.SIGTERM), float(self.signal == signal.SIGINT)]
+        """This process's stop vote, [SIGTERM seen, SIGINT seen]; the train loop sums it over every replica.
+        Booleans on purpose: the loop's cast to float32 then makes a new tensor per replica, where a float32 input
+        would come back unchanged and MirroredStrategy would refuse to reduce it."""
+        return [self.signal == signal.SIGTERM, self.signal == signal.SIGINT]
 
     def _handle(self, signum, frame):
         del frame
