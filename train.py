@@ -25,13 +25,15 @@ def main(argv):
     from training import loop, strategy
     flags.logs.quiet()
     strategy.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op touches the devices
-    from training import checkpoints
+    from training import checkpoints, failures
     try:
         config, info = flags.make_config(FLAGS)
         loop.run(config, info)
     except loop.Stopped as e:
         print(e, flush=True)
         sys.exit(e.status)
+    except failures.PeerLost as e:
+        flags.logs.fail(e, e.status)
     except (flags.ConfigError, data.DataError, loop.TrainingError, strategy.StrategyError,
             checkpoints.CheckpointError) as e:
         flags.logs.fail(e)

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data import folder, preprocessing
+from data import folder, integrity, preprocessing
 from data.info import (DEFAULT_LARGE_IMAGE_SIZE, DEFAULT_NORMALIZATION, NORMALIZATION, SMALL_IMAGE_MAX_SIDE,
                        DataError, DatasetInfo)
 
@@ -72,7 +72,10 @@ def load_split(info: DatasetInfo, split: str, data_dir: Optional[str] = None, *,
     builder = _builder(info.name, data_dir)
     if info.small_images:
         ds = builder.as_dataset(split=split, shuffle_files=False)
-        return _in_memory(ds.map(lambda ex: (ex["image"], ex["label"])), info, split)
+        try:
+            return _in_memory(ds.map(lambda ex: (ex["image"], ex["label"])), info, split)
+        except tf.errors.DataLossError as e:
+            raise integrity.damaged(info, data_dir, e, splits=(split,)) from None
     # Large images stay encoded so training can decode only the random crop (tf.image.decode_and_crop_jpeg).
     read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, shuffle_reshuffle_each_iteration=False)
     ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None, read_config=read_config,

@@ -20,7 +20,7 @@ def make_config(flag_values):
                         "randaugment_magnitude", "mixup_alpha", "cutmix_alpha", "mixup_prob", "cutmix_prob",
                         "precise_bn_examples")
     _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
-                    "cpu_devices", "width", "bn_momentum")
+                    "cpu_devices", "width", "bn_momentum", "worker_join_timeout")
     entry = model.MODELS[f.model]
     info = data.get_info(f.dataset, f.data_dir, f.image_size, strict=f.strict)
     if f.image_size is None and not info.small_images:  # large images are resized to the model's input size
@@ -59,7 +59,7 @@ def make_config(flag_values):
         init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model, recipe=f.recipe,
         ema_decay=ema_decay, cutout=pick("cutout"), randaugment_layers=pick("randaugment_layers"),
         randaugment_magnitude=pick("randaugment_magnitude"), precise_bn_examples=f.precise_bn_examples,
-        **mixing), info
+        worker_join_timeout=f.worker_join_timeout, **mixing), info
 
 
 def _mix_probabilities(f, mixup_alpha, cutmix_alpha):

@@ -11,9 +11,10 @@ def quiet():
     tfds.disable_progress_bar()
 
 
-def fail(message):
-    """Exits with status 1 and `error: message` as the last line of stderr (TensorFlow's shutdown warnings, e.g.
+def fail(message, status=1):
+    """Exits with `status` and `error: message` as the last line of stderr (TensorFlow's shutdown warnings, e.g.
     about a half-restored checkpoint, are silenced so they can't follow it)."""
     import sys
     logging.set_verbosity(logging.ERROR)
-    sys.exit(f"error: {message}")
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)

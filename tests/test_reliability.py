@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import model
+from conftest import SHARED_SUBSET
 from test_cli import ROOT, run, snapshot, tensors
 from training import checkpoints, run_dir
 
@@ -82,9 +83,12 @@ def test_sigterm_checkpoints_the_step_and_the_same_command_resumes_bitwise(refer
 
 def test_sigkill_between_checkpoints_resumes_from_the_last_one_bitwise(reference, tmp_path):
     data_dir, reference_dir = reference
-    status, _, _ = interrupt(start(*args(data_dir, tmp_path)), "step 160/", signal.SIGKILL)
+    killed = start(*args(data_dir, tmp_path))
+    status, _, _ = interrupt(killed, "step 160/", signal.SIGKILL)
     assert status == -signal.SIGKILL
     assert tf.train.latest_checkpoint(tmp_path).endswith("ckpt-127")
+    # The killed writer's lock file stays behind with its pid; the kernel released the lock itself.
+    assert json.loads((tmp_path / "LOCK").read_text())["pid"] == killed.pid
     resumed = run("train.py", *args(data_dir, tmp_path)).stdout
     assert f"resuming from {tmp_path}/ckpt-127 at step 127" in resumed
     assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{tmp_path}/ckpt-{STEPS}")
@@ -224,3 +228,137 @@ def test_full_disk_is_refused_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 10**7, 10**7))
     with pytest.raises(run_dir.TrainingError, match=r"has 10 MiB free but checkpoints need about 391 MiB"):
         run_dir.check_writable(str(tmp_path / "run"), net)
+
+
+def lines_until(process, prefix):
+    """Reads the process's stdout up to a line starting with `prefix`."""
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"ended before {prefix!r}: {process.communicate()[1][-2000:]}")
+
+
+def test_a_second_writer_is_refused_and_the_first_finishes_unharmed(reference, tmp_path):
+    data_dir, reference_dir = reference
+    first = start(*args(data_dir, tmp_path))
+    try:
+        lines_until(first, "eval at step 127")
+        first.send_signal(signal.SIGSTOP)  # keeps it mid-run (and holding the lock) while the others start
+        second = run("train.py", *args(data_dir, tmp_path), check=False)
+        last = second.stderr.strip().splitlines()[-1]
+        assert second.returncode == 1 and "Traceback" not in second.stderr and "resuming" not in second.stdout
+        assert last.startswith(f"error: --model_dir={tmp_path} is being written by another train.py (pid "
+                               f"{first.pid} on this machine, started ") and f"kill {first.pid}" in last
+        reader = run("eval.py", f"--model_dir={tmp_path}")  # readers need no lock
+        assert reader.stdout.startswith("step 127: top-1 ")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{tmp_path}/ckpt-{STEPS}")
+
+
+def fill(directory, leave=0):
+    """Fills the filesystem of `directory` until `leave` bytes (to a page) remain free; returns the filler."""
+    filler = directory / "filler"
+    with open(filler, "ab", buffering=0) as f:
+        try:
+            while shutil.disk_usage(directory).free > leave:
+                f.write(b"\0" * min(2 ** 16, max(shutil.disk_usage(directory).free - leave, 4096)))
+        except OSError:
+            pass  # full
+    return filler
+
+
+def mount_small_disk(directory):
+    """A real 8 MiB tmpfs at `directory` where mounting is permitted (root), else False."""
+    directory.mkdir()
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(directory)],
+                          capture_output=True).returncode == 0
+
+
+def stopped_by_full_disk(process, model_dir):
+    """The last stderr line of a run that must stop with a one-line error and ckpt-127 intact."""
+    _, err = process.communicate(timeout=300)
+    last = err.strip().splitlines()[-1]
+    assert process.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert f"the last checkpoint is {model_dir}/ckpt-127, intact; free some space" in last, last
+    assert tf.train.latest_checkpoint(model_dir) == f"{model_dir}/ckpt-127"
+    assert all(np.isfinite(v).all() for v in weights(f"{model_dir}/ckpt-127").values())  # reads back whole
+    return last
+
+
+def test_a_full_disk_stops_in_one_line_and_the_same_command_resumes_bitwise(reference, tmp_path, record_property):
+    data_dir, reference_dir = reference
+    disk = tmp_path / "disk"
+    mounted = mount_small_disk(disk)
+    how = "a real 8 MiB tmpfs" if mounted else "ENOSPC from /dev/full at metrics.csv's write (mount not permitted)"
+    record_property("full_disk", how)
+    print(f"full disk: {how}")
+    model_dir = disk / "run"
+    try:
+        # Phase 1: the disk fills up between checkpoints; the next events or metrics.csv write hits it.
+        first = start(*args(data_dir, model_dir))
+        lines_until(first, "step 130/")
+        if mounted:
+            filler = fill(disk)
+        else:
+            backup = shutil.copy(model_dir / "metrics.csv", tmp_path / "metrics.csv")
+            os.symlink("/dev/full", tmp_path / "full")
+            os.replace(tmp_path / "full", model_dir / "metrics.csv")
+        last = stopped_by_full_disk(first, model_dir)
+        print(last)
+        assert last.startswith("error: the disk is full (") and "No space left on device" in last
+        if mounted:
+            # Phase 2: room for the logs but not for the next checkpoint, which fails without leftovers.
+            os.remove(filler)
+            second = start(*args(data_dir, model_dir))
+            lines_until(second, "step 140/")
+            filler = fill(disk, leave=300 * 1024)
+            last = stopped_by_full_disk(second, model_dir)
+            print(last)
+            assert last.startswith(f"error: can't write checkpoint {model_dir}/ckpt-254 (") and "No space" in last
+            assert not list(model_dir.glob("ckpt-254*"))
+            os.remove(filler)
+        else:
+            os.replace(backup, model_dir / "metrics.csv")
+        resumed = run("train.py", *args(data_dir, model_dir)).stdout
+        assert f"resuming from {model_dir}/ckpt-127 at step 127" in resumed
+        assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{model_dir}/ckpt-{STEPS}")
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_damaged_tfrecord_is_named_with_the_command_that_rebuilds_it(reference, tmp_path):
+    data_dir, reference_dir = reference
+    damaged_data, model_dir = tmp_path / "tfds", tmp_path / "run"
+    shutil.copytree(data_dir, damaged_data)
+    shard = next(damaged_data.glob("cifar10/*/cifar10-train.tfrecord-*"))
+    with open(shard, "r+b") as f:
+        f.seek(os.path.getsize(shard) // 2)
+        f.write(b"\xff" * 64)
+    # A run stopped at ckpt-254 that resumes on the damaged copy.
+    shutil.copytree(reference_dir, model_dir)
+    os.remove(model_dir / checkpoints.DONE_FILE)
+    for name in model_dir.glob(f"ckpt-{STEPS}.*"):
+        os.remove(name)
+    # (Without timestamps CheckpointManager would list none of them.)
+    tf.compat.v1.train.update_checkpoint_state(str(model_dir), f"{model_dir}/ckpt-254",
+                                               [f"{model_dir}/ckpt-127", f"{model_dir}/ckpt-254"],
+                                               all_model_checkpoint_timestamps=[1.0, 2.0])
+    damaged = run("train.py", *args(damaged_data, model_dir), check=False)
+    last = damaged.stderr.strip().splitlines()[-1]
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert last.startswith(f"error: {shard} is damaged (corrupted record at ")
+    assert f"`python -m data.prepare cifar10 --archive=PATH/cifar-10-binary.tar.gz --data_dir={damaged_data}`" in last
+    assert tf.train.latest_checkpoint(model_dir) == f"{model_dir}/ckpt-254"
+    # Doing what the line says: delete the dataset's directory, prepare it again (from the subset), rerun.
+    shutil.rmtree(last.split(" is damaged")[1].split("; delete ")[1].split(" and rebuild")[0])
+    subprocess.run([sys.executable, "-m", "data.prepare", "cifar10", f"--archive={SHARED_SUBSET}",
+                    f"--data_dir={damaged_data}", "--allow_unverified"], check=True, capture_output=True, cwd=ROOT)
+    resumed = run("train.py", *args(damaged_data, model_dir)).stdout
+    assert f"resuming from {model_dir}/ckpt-254 at step 254" in resumed
+    assert_bitwise_equal(f"{reference_dir}/ckpt-{STEPS}", f"{model_dir}/ckpt-{STEPS}")

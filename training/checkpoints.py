@@ -58,7 +58,16 @@ class Checkpoints:
         try:
             return self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as e:
-            raise CheckpointError(f"can't write a checkpoint to {self.directory}: {str(e).splitlines()[0]}") from None
+            # The `checkpoint` state file still lists the previous checkpoints; the failed one's files (a full
+            # disk leaves a partial ckpt-N_temp/) would only take the space a rerun needs.
+            prefix = os.path.join(self.directory, f"ckpt-{step}")
+            for path in tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp*"):
+                tf.io.gfile.rmtree(path) if tf.io.gfile.isdir(path) else tf.io.gfile.remove(path)
+            reason = getattr(e, "message", str(e)).strip().splitlines()[0].split(" [Op:")[0]
+            reason = reason.split("}} ")[-1]  # TensorFlow's "{{function_node ...}}" prefix
+            raise CheckpointError(f"can't write checkpoint {prefix} ({reason}); the last checkpoint is "
+                                  f"{self.latest or 'none yet'}, intact; free some space (or fix the error) and run "
+                                  "the same command to resume") from None
 
     def consider_best(self, step, metrics):
         """Keeps the weights of `step` among the best --keep_best by eval top-1; returns their rank or None."""

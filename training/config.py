@@ -70,6 +70,8 @@ class Config:
     # imported weights (pretrained.py)
     include_top: bool = True            # False: a backbone without a classifier (a _notop file), for fine-tuning
     imported_from: str | None = None    # the weights' source; such a run is never trained itself
+    # multi-worker
+    worker_join_timeout: float = 600.0  # seconds a worker waits for the others of TF_CONFIG to start
 
     @property
     def lr(self):

@@ -1,11 +1,13 @@
 """The training loop: build under the strategy, resume, then train in counted steps with logging, eval and
 checkpoints as "every N steps" blocks."""
+import os
+
 import keras
 import tensorflow as tf
 
 import data
-from training import (bn_stats, checkpoints, ema as averaging, evaluation, network, optimizer as optim, preemption,
-                      run_dir, step as steps, strategy as strategies, summaries, warm_start)
+from training import (bn_stats, checkpoints, ema as averaging, evaluation, failures, network, optimizer as optim,
+                      preemption, run_dir, run_lock, step as steps, strategy as strategies, summaries, warm_start)
 from training.run_dir import TrainingError
 
 __all__ = ["TrainingError", "Stopped", "run"]
@@ -22,11 +24,29 @@ class Stopped(Exception):
 def run(config, info, out=print):
     """Trains the run in config.model_dir from its latest checkpoint (or from scratch); returns the final metrics.
 
-    Raises TrainingError (bad setup, non-finite loss) or Stopped (SIGTERM/SIGINT, after a checkpoint)."""
-    strategy = strategies.create(config.strategy, config.num_gpus)
+    Raises TrainingError (bad setup, non-finite loss, full disk, another process writing the run), Stopped
+    (SIGTERM/SIGINT, after a checkpoint) or failures.PeerLost (a worker of a multi-worker run was lost)."""
+    task = strategies.task() if config.strategy == "multi_worker" else None
+    run_dir.check_compatible(config)  # read-only, before the lock: a refused run leaves even LOCK untouched
+    with lock(config.model_dir, task, out):
+        return train(config, info, out)
+
+
+def lock(model_dir, task, out):
+    """The run's one-writer lock, on the directory this process writes (a worker's own under multi-worker)."""
+    directory = model_dir if task is None or task.is_chief else os.path.join(model_dir, "workers", str(task.index))
+    try:
+        return run_lock.Lock(directory, out)
+    except run_lock.RunLocked as e:
+        raise TrainingError(str(e)) from None
+    except OSError as e:
+        raise TrainingError(f"can't write to --model_dir={model_dir}: {e.strerror or e}") from None
+
+
+def train(config, info, out=print):
+    strategy = strategies.create(config.strategy, config.num_gpus, config.worker_join_timeout, out)
     strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
-    run_dir.check_compatible(config)
     info = warm_start.normalization(config, info)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
@@ -55,12 +75,14 @@ def run(config, info, out=print):
     metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step, ema=ema is not None)
     profiler = summaries.Profiler(config.model_dir, config.profile_steps, out)
 
-    with preemption.Preemption() as signals:
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with preemption.Preemption() as signals, failures.Guard(multi_worker, info, config.data_dir, lambda: step,
+                                                            lambda: ckpts.latest):
         while step < config.train_steps:
             n = min(config.steps_per_loop, steps_until_event(step, config))
             profiler.before(step)
             sums, first_bad, stop_votes = train_loop(iterator, tf.constant(step, tf.int64), tf.constant(n),
-                                                     tf.constant(signals.requested))
+                                                     tf.constant(signals.vote))
             profiler.after(step + n)
             check_finite(int(first_bad), sums, config, ckpts, out)
             window.add(sums, n)
@@ -68,7 +90,7 @@ def run(config, info, out=print):
             row = {}
             if step % config.log_every_steps == 0 or step == config.train_steps:
                 row = log(step, window.take(), opt, progress, writers[0], config)
-            stop = float(stop_votes) > 0 and step < config.train_steps  # at the last step, just finish
+            stop = float(tf.reduce_sum(stop_votes)) > 0 and step < config.train_steps  # at the last step, finish
             epoch_end = step % config.steps_per_epoch == 0 or step == config.train_steps
             eval_due = step % config.eval_every_steps == 0 or step == config.train_steps
             if epoch_end or eval_due:  # whether or not a stop came: a resumed run recomputes the same
@@ -81,11 +103,10 @@ def run(config, info, out=print):
             metrics_csv.write(step, step / config.steps_per_epoch, row)
             if stop:
                 raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
-                              "command to resume", signals.exit_status)
-
-    metrics = metrics or evaluate()
-    if chief:
-        ckpts.mark_done(step)
+                              "command to resume", preemption.exit_status(stop_votes.numpy()))
+        metrics = metrics or evaluate()
+        if chief:
+            ckpts.mark_done(step)
     averaged = f"  EMA top-1 {metrics['ema']['top_1']:.4f}" if "ema" in metrics else ""
     out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}{averaged}  "
         f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
@@ -163,8 +184,9 @@ def make_train_loop(strategy, train_step, xla=False, ema=None):
     """loop(iterator, step, n, stop_requested) runs steps step+1 .. step+n inside one tf.function call, each
     followed by the EMA's update when there is one.
 
-    Returns the replicas' summed step outputs, the first step whose loss was not finite (-1: none), and how many
-    replicas (over all workers) saw a stop request, so that all of them stop after the same step."""
+    Returns the replicas' summed step outputs, the first step whose loss was not finite (-1: none), and the
+    replicas' summed stop votes (over all workers; see preemption.Preemption.vote), so that all of them stop
+    after the same step."""
     # XLA compiles the per-replica step; compiling the whole strategy.run fails.
     replica_step = tf.function(train_step, jit_compile=True) if xla else train_step
 

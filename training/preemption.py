@@ -9,6 +9,12 @@ import signal
 EXIT_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
+def exit_status(votes):
+    """The exit status of every worker of a run stopped by `votes` (summed Preemption.vote): 143 if any worker saw
+    SIGTERM, else 130, so that a worker stopped because another one was signalled exits like it."""
+    return EXIT_STATUS[signal.SIGTERM] if votes[0] > 0 else EXIT_STATUS[signal.SIGINT]
+
+
 class Preemption:
     """Context manager that turns SIGTERM/SIGINT into a stop request instead of an abrupt exit."""
 
@@ -20,8 +26,11 @@ class Preemption:
         return self.signal is not None
 
     @property
-    def exit_status(self):
-        return EXIT_STATUS.get(self.signal, 1)
+    def vote(self):
+        """This process's stop vote, [SIGTERM seen, SIGINT seen]; the train loop sums it over every replica.
+        Booleans on purpose: the loop's cast to float32 then makes a new tensor per replica, where a float32 input
+        would come back unchanged and MirroredStrategy would refuse to reduce it."""
+        return [self.signal == signal.SIGTERM, self.signal == signal.SIGINT]
 
     def _handle(self, signum, frame):
         del frame

@@ -1,7 +1,7 @@
 """Which tf.distribute strategy runs the steps: one device, many GPUs, many machines, or a TPU."""
-import os
-
 import tensorflow as tf
+
+from training import cluster
 
 KINDS = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -20,14 +20,13 @@ def split_cpu(num_devices):
             pass  # already initialized (e.g. split by the tests); the existing devices are used
 
 
-def create(kind="auto", num_gpus=None):
-    """The strategy for `kind`; num_gpus limits the GPUs used (None: all visible, 0: CPU only)."""
+def create(kind="auto", num_gpus=None, join_timeout=600.0, out=print):
+    """The strategy for `kind`; num_gpus limits the GPUs used (None: all visible, 0: CPU only); multi_worker
+    waits up to join_timeout seconds for every worker of TF_CONFIG."""
     if kind not in KINDS:
         raise StrategyError(f"--strategy must be one of {', '.join(KINDS)}, not {kind!r}")
     if kind == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise StrategyError("--strategy=multi_worker needs TF_CONFIG describing the cluster; see README 'Multi-worker'")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker(join_timeout, out)
     if kind == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -44,6 +43,25 @@ def create(kind="auto", num_gpus=None):
         return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
     devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
+
+
+def task():
+    """This process's task in TF_CONFIG (a cluster.Task); raises StrategyError if TF_CONFIG is wrong."""
+    try:
+        return cluster.read_task()
+    except cluster.ClusterError as e:
+        raise StrategyError(str(e)) from None
+
+
+def _multi_worker(join_timeout, out):
+    try:
+        cluster.wait_for_workers(task(), join_timeout, out)
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except cluster.ClusterError as e:
+        raise StrategyError(str(e)) from None
+    except tf.errors.UnknownError as e:  # "Could not start gRPC server": the port was taken since we checked it
+        raise StrategyError(f"TensorFlow could not join the cluster ({str(e).splitlines()[0]}); check that this "
+                            "task's TF_CONFIG port is free and run the same command again") from None
 
 
 def check_batch_size(strategy, batch_size):

@@ -1,5 +1,7 @@
 """What a run shows: TensorBoard scalars, images, text and hparams under model_dir, and console progress."""
+import contextlib
 import csv
+import io
 import json
 import os
 import time
@@ -28,14 +30,25 @@ def writers(model_dir, chief, resumed_step=0, names=("train", "eval")):
 def drop_events_after(directory, step):
     """Rewrites the event files in `directory` that hold events past `step`, without those events."""
     for path in tf.io.gfile.glob(os.path.join(directory, "events.out.tfevents.*")):
-        events = [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+        events, whole = read_events(path)
         kept = [e for e in events if e.step <= step]
-        if len(kept) == len(events):
+        if len(kept) == len(events) and whole:
             continue
         with tf.io.TFRecordWriter(path + ".tmp") as f:
             for event in kept:
                 f.write(event.SerializeToString())
         os.replace(path + ".tmp", path)  # the file keeps its name, so TensorBoard reads it in the same order
+
+
+def read_events(path):
+    """(events, whole): the events of one file, up to a truncated last record (a full disk or a kill mid-write)."""
+    events = []
+    try:
+        for record in tf.data.TFRecordDataset(path):
+            events.append(event_pb2.Event.FromString(record.numpy()))
+    except tf.errors.DataLossError:
+        return events, False
+    return events, True
 
 
 def scalars(writer, step, values):
@@ -95,8 +108,21 @@ class MetricsCsv:
         if self.path is None or not values:
             return
         row = {"step": step, "epoch": f"{epoch:.3f}", **{k: f"{v:.6g}" for k, v in values.items()}}
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow(row)
+        line = io.StringIO()
+        csv.DictWriter(line, self.columns).writerow(row)
+        data = line.getvalue().encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(fd, data):]
+            except OSError as e:
+                with contextlib.suppress(OSError):  # e.g. EINVAL where metrics.csv is not a regular file
+                    os.ftruncate(fd, end)  # no half row for pandas or a resumed run; truncating needs no space
+                raise OSError(e.errno, e.strerror, self.path) from None
+        finally:
+            os.close(fd)
 
 
 class Progress:
