@@ -49,9 +49,9 @@ def make_workload(net, mode, batch_size, image_size, num_classes, xla=False, dat
     return tf.function(run, jit_compile=xla)
 
 
-def matmul_peak(size=2048, repeats=20):
-    """GFLOP/s of a size x size float32 matmul, the best of `repeats`: what this machine's cores can do."""
-    a, b = tf.random.normal((size, size)), tf.random.normal((size, size))
+def matmul_peak(size=2048, repeats=20, dtype="float32"):
+    """GFLOP/s of a size x size matmul in `dtype`, the best of `repeats`: what this machine's cores can do."""
+    a, b = tf.random.normal((size, size), dtype=dtype), tf.random.normal((size, size), dtype=dtype)
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
     matmul().numpy()
     best = math.inf
