@@ -14,6 +14,9 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (must not exist yet).", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype of the network "
+                  "(weights stay float32, outputs are float32); auto: bfloat16 on CPUs with AMX or AVX512-BF16 and "
+                  "GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32.")
 flags.DEFINE_integer("top_k", 5, "Classes returned per image (at most the number of classes).")
 FLAGS = flags.FLAGS
 
@@ -25,13 +28,16 @@ def main(argv):
     import data
     from flags import logs
     from inference import export, trained
+    from training import precision
     logs.quiet()
     if os.path.exists(FLAGS.export_dir):
         logs.fail(f"--export_dir={FLAGS.export_dir} already exists; remove it or choose another")
     if FLAGS.top_k < 1:
         logs.fail("--top_k must be positive")
+    choice, _ = precision.choose(FLAGS.dtype, num_gpus=1)  # TensorFlow computes on the first GPU, if any
+    print(choice.line(), flush=True)
     try:
-        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint)
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, choice.dtype)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)
     try:
@@ -41,7 +47,7 @@ def main(argv):
         reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or str(e))
         logs.fail(f"can't write --export_dir={FLAGS.export_dir}: {reason.splitlines()[0]}")
     print(f"exported {model.checkpoint} (step {model.step}, {model.info.num_classes} classes, "
-          f"{model.info.image_size}x{model.info.image_size} inputs) to {FLAGS.export_dir}; "
+          f"{model.info.image_size}x{model.info.image_size} inputs, computing in {choice.dtype}) to {FLAGS.export_dir}; "
           f"signatures: {', '.join(signatures)}")
 
 

@@ -12,6 +12,9 @@ from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype of the network "
+                  "(weights stay float32, outputs are float32); auto: bfloat16 on CPUs with AMX or AVX512-BF16 and "
+                  "GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32.")
 flags.DEFINE_integer("top_k", 5, "Classes per image (at most the number of classes).")
 flags.DEFINE_string("output", "predictions.csv", "CSV written with path,label_1,prob_1,...,label_k,prob_k,error.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
@@ -23,6 +26,7 @@ def main(argv):
     import data
     from flags import logs
     from inference import export, predict, trained
+    from training import precision
     logs.quiet()
     paths = predict.list_images(argv[1:])
     if not paths:
@@ -34,8 +38,10 @@ def main(argv):
         open(FLAGS.output, "a").close()  # a bad --output fails now, not after every image is classified
     except OSError as e:
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
+    choice, _ = precision.choose(FLAGS.dtype, num_gpus=1)  # TensorFlow computes on the first GPU, if any
+    print(choice.line(), flush=True)
     try:
-        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint)
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, choice.dtype)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)
     classifier = export.Classifier(model, FLAGS.top_k)
@@ -48,8 +54,10 @@ def main(argv):
     except OSError as e:
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
     errors = sum(bool(r["error"]) for r in rows)
-    print(f"predicted {len(rows) - errors} images ({errors} unreadable) in {time.perf_counter() - start:.1f} s "
-          f"with {model.checkpoint} (step {model.step}); wrote {FLAGS.output}")
+    seconds = time.perf_counter() - start
+    print(f"predicted {len(rows) - errors} images ({errors} unreadable) in {seconds:.1f} s "
+          f"({len(rows) / seconds:.1f} images/s, {choice.dtype}) with {model.checkpoint} (step {model.step}); "
+          f"wrote {FLAGS.output}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import data
 from data import preprocessing
-from training import checkpoints, network, run_dir
+from training import checkpoints, network, precision, run_dir
 
 
 class LoadError(Exception):
@@ -22,9 +22,10 @@ class TrainedModel:
     step: int
 
 
-def load(model_dir, checkpoint=None):
+def load(model_dir, checkpoint=None, dtype="float32"):
     """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best kept one,
-    else the latest). Needs no dataset when the run recorded its DatasetInfo in config.json."""
+    else the latest), its network computing in `dtype` (a resolved one; the weights stay float32 and the logits
+    are float32). Needs no dataset when the run recorded its DatasetInfo in config.json."""
     try:
         config = run_dir.require_config(model_dir)
         info = run_dir.read_dataset_info(model_dir)
@@ -34,7 +35,8 @@ def load(model_dir, checkpoint=None):
         raise LoadError(run_dir.NO_CLASSIFIER.format(model_dir=model_dir))
     if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
-    net, _ = network.create(config, info.num_classes)
+    with precision.building(dtype):
+        net, _ = network.create(config, info.num_classes)
     try:
         path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
         step = checkpoints.restore(path, model=net)
