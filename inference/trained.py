@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import data
 from data import preprocessing
-from training import checkpoints, network, precision, run_dir
+from training import checkpoints, network, run_dir
 
 
 class LoadError(Exception):
@@ -35,8 +35,7 @@ def load(model_dir, checkpoint=None, dtype="float32"):
         raise LoadError(run_dir.NO_CLASSIFIER.format(model_dir=model_dir))
     if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
-    with precision.building(dtype):
-        net, _ = network.create(config, info.num_classes)
+    net, _ = network.create(config, info.num_classes, dtype)
     try:
         path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
         step = checkpoints.restore(path, model=net)
