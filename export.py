@@ -14,9 +14,11 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (must not exist yet).", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+# float32 by default, unlike train.py: a SavedModel is served elsewhere, and auto would pick the dtype for the
+# machine that exports it (a bf16 model on a CPU without AMX or AVX512-BF16 is emulated, slower).
 flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype of the network "
-                  "(weights stay float32, outputs are float32); auto: bfloat16 on CPUs with AMX or AVX512-BF16 and "
-                  "GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32.")
+                  "(weights stay float32, outputs are float32); auto: bfloat16 if this machine's CPU has AMX or "
+                  "AVX512-BF16 or its GPU compute capability >= 8.0, float16 on 7.x GPUs, else float32.")
 flags.DEFINE_integer("top_k", 5, "Classes returned per image (at most the number of classes).")
 FLAGS = flags.FLAGS
 

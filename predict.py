@@ -12,6 +12,7 @@ from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
+# float32 by default, like eval.py and export.py, so the three give the same probabilities.
 flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype of the network "
                   "(weights stay float32, outputs are float32); auto: bfloat16 on CPUs with AMX or AVX512-BF16 and "
                   "GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32.")
