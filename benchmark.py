@@ -33,6 +33,8 @@ flags.DEFINE_enum("reference", None, ["keras"], "Time the keras.applications net
 flags.DEFINE_string("data", None, "Feed batches from this dataset's training pipeline (e.g. cifar10) instead of "
                     "fixed random inputs; sets --image_size and --num_classes.")
 flags.DEFINE_string("data_dir", None, "tfds data directory for --data.")
+flags.DEFINE_string("profile_dir", None, "Trace the timed batches of each mode with tf.profiler into "
+                    "PROFILE_DIR/<mode>; python -m training.op_profile DIR... sums traces by op type, side by side.")
 flags.DEFINE_bool("peak", False, "Only time a 2048x2048 matmul (in --dtype): the machine's practical peak.")
 FLAGS = flags.FLAGS
 
@@ -107,7 +109,8 @@ def main(argv):
         print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {mode}, "
               f"dtype {choice.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}")
         fn = timing.make_workload(net, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
-        mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)
+        with timing.profiled(FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, mode)):
+            mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)
         achieved = timing.flops_per_batch(net, mode, FLAGS.batch_size) / mean / 1e9
         # Once per process (the machine doesn't change between modes), in the dtype the model computes in.
         peak = peak or timing.matmul_peak(dtype=choice.dtype)

@@ -74,6 +74,16 @@ def test_peak_alone():
     assert re.fullmatch(r"peak: \d+\.\d GFLOP/s \(2048x2048 float32 matmul, best of 20\)", out[-1])
 
 
+def test_profile_dir_traces_each_mode(tmp_path):
+    benchmark("--model=resnet_v2_8", "--image_size=32", "--num_classes=10", "--mode=forward,train",
+              f"--profile_dir={tmp_path}", *FAST)
+    from training import op_profile
+    forward, train = op_profile.op_times(str(tmp_path / "forward")), op_profile.op_times(str(tmp_path / "train"))
+    # Depth 8: a stem and 3 units of 2 convolutions, 2 of them with a projection shortcut: 9 convolutions.
+    assert sum(n for t, (_, n) in forward.items() if op_profile.CONVOLUTION in t) == 9
+    assert any("Backprop" in t for t in train) and not any("Backprop" in t for t in forward)
+
+
 def test_auto_dtype_follows_this_cpus_flags():
     native = {"amx_bf16", "avx512_bf16"} & set(cpuinfo("flags").split())
     expected = "bfloat16" if native else "float32"

@@ -1,5 +1,5 @@
-"""End to end in mixed precision: train.py --dtype=auto prints and records what it chose and trains finite; a
-bfloat16 SavedModel computes in bfloat16, returns float32 and agrees on top-1 with the float32 export on all of
+"""End to end in mixed precision: train.py --dtype=auto prints and records what it chose and trains finite, and
+eval.py reproduces its numbers; a bfloat16 SavedModel computes in bfloat16, returns float32 and agrees on top-1 with the float32 export on all of
 the shared subset's test images; predict.py --dtype=bfloat16 agrees with it."""
 import json
 import os
@@ -43,6 +43,14 @@ def test_auto_prints_and_records_its_choice_and_trains_finite(auto_run):
     assert config["dtype"] == dtype and first == f"dtype {dtype}: {config['dtype_reason']}"
     losses = [float(v) for _, v in tensors(os.path.join(model_dir, "train"), "loss")]
     assert len(losses) == 2 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_eval_of_the_run_reproduces_its_logged_numbers_in_its_dtype(auto_run):
+    _, model_dir, _ = auto_run
+    logged = [float(v) for _, v in tensors(os.path.join(model_dir, "eval"), "top_1")][-1]  # the run's last eval
+    run("eval.py", f"--model_dir={model_dir}")
+    with open(os.path.join(model_dir, "eval", "metrics.json")) as f:
+        assert json.load(f)["top_1"] == pytest.approx(logged, abs=1e-6)
 
 
 def test_bfloat16_export_returns_float32_and_agrees_with_the_float32_export(auto_run, tmp_path):
