@@ -24,14 +24,18 @@ flags.DEFINE_bool("include_top", True, "--noinclude_top: time the network up to 
                   "pool5), the chapter's protocol; forward and forward_backward only.")
 flags.DEFINE_integer("num_batches", 100, "Timed batches.")
 flags.DEFINE_integer("warmup_steps", 10, "Untimed batches first (graph tracing, allocator warm-up).")
-flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"], "Compute dtype (Keras mixed precision).")
+flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype (Keras mixed "
+                  "precision); auto: bfloat16 on CPUs with AMX or AVX512-BF16, GPUs of compute capability >= 8.0, "
+                  "float16 on 7.x GPUs, else float32.")
 flags.DEFINE_bool("xla", False, "Compile the timed function with XLA.")
 flags.DEFINE_enum("reference", None, ["keras"], "Time the keras.applications network of the same name instead of "
                   "ours: ResNet50V2/101V2/152V2, VGG16, InceptionV3.")
 flags.DEFINE_string("data", None, "Feed batches from this dataset's training pipeline (e.g. cifar10) instead of "
                     "fixed random inputs; sets --image_size and --num_classes.")
 flags.DEFINE_string("data_dir", None, "tfds data directory for --data.")
-flags.DEFINE_bool("peak", False, "Only time a 2048x2048 float32 matmul: the machine's practical peak.")
+flags.DEFINE_string("profile_dir", None, "Trace the timed batches of each mode with tf.profiler into "
+                    "PROFILE_DIR/<mode>; python -m training.op_profile DIR... sums traces by op type, side by side.")
+flags.DEFINE_bool("peak", False, "Only time a 2048x2048 matmul (in --dtype): the machine's practical peak.")
 FLAGS = flags.FLAGS
 
 KERAS_REFERENCES = {"resnet_v2_50": "ResNet50V2", "resnet_v2_101": "ResNet101V2", "resnet_v2_152": "ResNet152V2",
@@ -73,19 +77,22 @@ def main(argv):
     del argv
     if "train" in FLAGS.mode and not FLAGS.include_top:  # before TensorFlow's import: fail in a blink
         sys.exit("error: --mode=train needs the logits: drop --noinclude_top")
-    import keras
     import data
     import model
-    from training import timing
+    from training import precision, timing
 
-    if FLAGS.peak:
-        print(f"peak: {timing.matmul_peak():.1f} GFLOP/s (2048x2048 float32 matmul, best of 20)")
-        return
     bad_modes = [m for m in FLAGS.mode if m not in timing.MODES]
     if bad_modes or not FLAGS.mode:
         sys.exit(f"error: --mode takes a comma-separated list of {', '.join(timing.MODES)}, not {bad_modes}")
-    if FLAGS.dtype != "float32":
-        keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.dtype}")
+    # The first line says what is timed on: numbers from another CPU (or its bf16/AMX units) don't compare.
+    choice, hardware = precision.choose(FLAGS.dtype, num_gpus=1)  # TensorFlow computes on the first GPU, if any
+    print(hardware.describe())
+    print(choice.line())
+    if FLAGS.peak:
+        print(f"peak: {timing.matmul_peak(dtype=choice.dtype):.1f} GFLOP/s (2048x2048 {choice.dtype} matmul, best "
+              "of 20)")
+        return
+    precision.set_global(choice.dtype)
     num_classes, dataset = FLAGS.num_classes, None
     try:
         name, depth = parse_model(FLAGS.model)
@@ -100,15 +107,18 @@ def main(argv):
     peak = None
     for mode in FLAGS.mode:
         print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {mode}, "
-              f"dtype {FLAGS.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}")
+              f"dtype {choice.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}")
         fn = timing.make_workload(net, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
-        mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)
+        with timing.profiled(FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, mode)):
+            mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)
         achieved = timing.flops_per_batch(net, mode, FLAGS.batch_size) / mean / 1e9
-        peak = peak or timing.matmul_peak()  # once per process: the machine doesn't change between modes
+        # Once per process (the machine doesn't change between modes), in the dtype the model computes in.
+        peak = peak or timing.matmul_peak(dtype=choice.dtype)
         print(f"images/s: {FLAGS.batch_size / mean:.1f}")
         print(f"model: {model.flops_per_image(net) / 1e9:.3f} G multiply-adds per image; "
               f"achieved: {achieved:.1f} GFLOP/s")
-        print(f"peak: {peak:.1f} GFLOP/s (2048x2048 float32 matmul); model at {100 * achieved / peak:.0f}% of it")
+        print(f"peak: {peak:.1f} GFLOP/s (2048x2048 {choice.dtype} matmul); model at {100 * achieved / peak:.0f}% "
+              "of it")
 
 
 if __name__ == "__main__":

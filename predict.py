@@ -15,6 +15,10 @@ flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default
 flags.DEFINE_enum("tta", "none", ["none", "flip", "flip+crops"], "Test-time augmentation: the mean of the "
                   "softmax over the image and its mirror; flip+crops (large images) also over 4 corner crops.")
 flags.DEFINE_bool("raw_weights", False, "The raw weights of a run trained with --ema_decay (default: its EMA).")
+# float32 by default, like eval.py and export.py, so the three give the same probabilities.
+flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype of the network "
+                  "(weights stay float32, outputs are float32); auto: bfloat16 on CPUs with AMX or AVX512-BF16 and "
+                  "GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32.")
 flags.DEFINE_integer("top_k", 5, "Classes per image (at most the number of classes).")
 flags.DEFINE_string("output", "predictions.csv", "CSV written with path,label_1,prob_1,...,label_k,prob_k,error.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
@@ -26,6 +30,7 @@ def main(argv):
     import data
     from flags import logs
     from inference import export, predict, trained
+    from training import precision
     logs.quiet()
     paths = predict.list_images(argv[1:])
     if not paths:
@@ -37,8 +42,10 @@ def main(argv):
         open(FLAGS.output, "a").close()  # a bad --output fails now, not after every image is classified
     except OSError as e:
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
+    choice, _ = precision.choose(FLAGS.dtype, num_gpus=1)  # TensorFlow computes on the first GPU, if any
+    print(choice.line(), flush=True)
     try:
-        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights)
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)
     try:
@@ -54,8 +61,10 @@ def main(argv):
     except OSError as e:
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
     errors = sum(bool(r["error"]) for r in rows)
-    print(f"predicted {len(rows) - errors} images ({errors} unreadable) in {time.perf_counter() - start:.1f} s "
-          f"with {model.checkpoint} (step {model.step}{', EMA weights' if model.averaged else ''}); "
+    seconds = time.perf_counter() - start
+    print(f"predicted {len(rows) - errors} images ({errors} unreadable) in {seconds:.1f} s "
+          f"({len(rows) / seconds:.1f} images/s, {choice.dtype}) with {model.checkpoint} (step {model.step}"
+          f"{', EMA weights' if model.averaged else ''}); "
           f"wrote {FLAGS.output}")
 
 

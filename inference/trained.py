@@ -23,9 +23,10 @@ class TrainedModel:
     averaged: bool = False  # the weights are the run's EMA
 
 
-def load(model_dir, checkpoint=None, raw_weights=False):
+def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32"):
     """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best kept one,
-    else the latest): its weight EMA when the run has one, unless raw_weights. Needs no dataset when the run
+    else the latest): its weight EMA when the run has one, unless raw_weights; its network computing in `dtype`
+    (a resolved one; the weights stay float32 and the logits are float32). Needs no dataset when the run
     recorded its DatasetInfo in config.json."""
     try:
         config = run_dir.require_config(model_dir)
@@ -36,7 +37,7 @@ def load(model_dir, checkpoint=None, raw_weights=False):
         raise LoadError(run_dir.NO_CLASSIFIER.format(model_dir=model_dir))
     if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
-    net, _ = network.create(config, info.num_classes)
+    net, _ = network.create(config, info.num_classes, dtype)
     try:
         path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
         step, averaged = checkpoints.restore_weights(path, net, raw_weights)

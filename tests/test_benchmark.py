@@ -13,10 +13,23 @@ DATE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+"
 FAST = ("--batch_size=2", "--num_batches=2", "--warmup_steps=1")
 
 
-def benchmark(*args):
+def cpuinfo(key):
+    """The first processor's `key` line of /proc/cpuinfo, read here independently of training.precision."""
+    with open("/proc/cpuinfo") as f:
+        return next(line.split(":", 1)[1].strip() for line in f if line.split(":")[0].strip() == key)
+
+
+def benchmark(*args, head=False):
+    """benchmark.py's lines after the first two (head=True: all), which name this machine's CPU with its bf16/AMX
+    flags (checked here) and the dtype with its reason."""
     result = subprocess.run([sys.executable, "benchmark.py", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    flags = [f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16") if f in cpuinfo("flags").split()]
+    assert lines[0].startswith(f"CPU: {cpuinfo('model name')}, ")
+    assert lines[0].endswith(f"; bf16/AMX flags: {' '.join(flags) or 'none'}")
+    assert lines[1].startswith("dtype ")
+    return lines if head else lines[2:]
 
 
 def assert_mode_blocks(out, header, modes, flops):
@@ -59,6 +72,26 @@ def test_real_data_feeds_the_timed_step(cifar_subset_dir):
 def test_peak_alone():
     out = benchmark("--peak")
     assert re.fullmatch(r"peak: \d+\.\d GFLOP/s \(2048x2048 float32 matmul, best of 20\)", out[-1])
+
+
+def test_profile_dir_traces_each_mode(tmp_path):
+    benchmark("--model=resnet_v2_8", "--image_size=32", "--num_classes=10", "--mode=forward,train",
+              f"--profile_dir={tmp_path}", *FAST)
+    from training import op_profile
+    forward, train = op_profile.op_times(str(tmp_path / "forward")), op_profile.op_times(str(tmp_path / "train"))
+    # Depth 8: a stem and 3 units of 2 convolutions, 2 of them with a projection shortcut: 9 convolutions.
+    assert sum(n for t, (_, n) in forward.items() if op_profile.CONVOLUTION in t) == 9
+    assert any("Backprop" in t for t in train) and not any("Backprop" in t for t in forward)
+
+
+def test_auto_dtype_follows_this_cpus_flags():
+    native = {"amx_bf16", "avx512_bf16"} & set(cpuinfo("flags").split())
+    expected = "bfloat16" if native else "float32"
+    out = benchmark("--model=resnet_v2_8", "--image_size=32", "--num_classes=10", "--mode=train", "--dtype=auto",
+                    *FAST, head=True)
+    assert out[1].startswith(f"dtype {expected}: --dtype=auto: the CPU has ")
+    assert f"mode train, dtype {expected}, xla False" in out[2]
+    assert out[-1].startswith("peak: ") and f"2048x2048 {expected} matmul" in out[-1]
 
 
 def test_step_lines_every_ten_steps():

@@ -52,6 +52,7 @@ class Config:
     num_gpus: int | None
     cpu_devices: int
     profile_steps: tuple = ()       # (first, last) steps traced by tf.profiler, or ()
+    dtype_reason: str = ""          # why `dtype` (--dtype=auto is resolved from the hardware when a run starts)
     # fine-tuning
     init_checkpoint: str | None = None  # a run dir or checkpoint to warm-start a new run from
     freeze_backbone: bool = False       # train only the classifier

@@ -8,6 +8,7 @@ import tensorflow as tf
 import data
 from training import (bn_stats, checkpoints, ema as averaging, evaluation, failures, network, optimizer as optim,
                       preemption, run_dir, run_lock, step as steps, strategy as strategies, summaries, warm_start)
+from training import precision
 from training.run_dir import TrainingError
 
 __all__ = ["TrainingError", "Stopped", "run"]
@@ -48,6 +49,7 @@ def train(config, info, out=print):
     strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
     info = warm_start.normalization(config, info)
+    config = precision.resolve_config(config, out)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
     net, opt, ema = build(config, info, strategy)
@@ -161,8 +163,7 @@ def build(config, info, strategy):
     tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if config.dtype != "float32":
-        keras.mixed_precision.set_global_policy(f"mixed_{config.dtype}")
+    precision.set_global(config.dtype)
     schedule = optim.Schedule(
         base_lr=config.lr, total_steps=config.train_steps, kind=config.lr_schedule,
         warmup_steps=round(config.warmup_epochs * config.steps_per_epoch),

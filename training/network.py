@@ -2,18 +2,21 @@
 import dataclasses
 
 import model as resnet
+from training import precision
 
 # The head every model of the family names "logits": fine-tuning replaces it, freezing keeps everything else.
 HEAD = "logits"
 
 
-def create(config, num_classes):
-    """(keras.Model, spec) for a training Config or the dict of a saved config.json."""
+def create(config, num_classes, dtype=None):
+    """(keras.Model, spec) for a training Config or the dict of a saved config.json, computing in `dtype` (default:
+    the run's own, so that eval.py reproduces the numbers the run's evaluations logged)."""
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-    return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
-                               unit=fields["unit"], arch=fields["arch"], width=fields["width"],
-                               sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],
-                               include_top=fields.get("include_top", True))
+    with precision.building(dtype or fields["dtype"]):
+        return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
+                                   unit=fields["unit"], arch=fields["arch"], width=fields["width"],
+                                   sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],
+                                   include_top=fields.get("include_top", True))
 
 
 def freeze_backbone(net):

@@ -1,5 +1,6 @@
 """The book chapter's `time_tensorflow_run` on our models: forward, forward-backward and full train steps.
 Without a top (AlexNet up to pool5, as the chapter times it) forward-backward takes the l2 loss of the feature map."""
+import contextlib
 import datetime
 import math
 import time
@@ -49,9 +50,9 @@ def make_workload(net, mode, batch_size, image_size, num_classes, xla=False, dat
     return tf.function(run, jit_compile=xla)
 
 
-def matmul_peak(size=2048, repeats=20):
-    """GFLOP/s of a size x size float32 matmul, the best of `repeats`: what this machine's cores can do."""
-    a, b = tf.random.normal((size, size)), tf.random.normal((size, size))
+def matmul_peak(size=2048, repeats=20, dtype="float32"):
+    """GFLOP/s of a size x size matmul in `dtype`, the best of `repeats`: what this machine's cores can do."""
+    a, b = tf.random.normal((size, size), dtype=dtype), tf.random.normal((size, size), dtype=dtype)
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
     matmul().numpy()
     best = math.inf
@@ -79,6 +80,18 @@ def time_run(fn, info_string, num_batches, warmup_steps=10, out=print):
     std = math.sqrt(max(total_squared / num_batches - mean * mean, 0.0))
     out(f"{datetime.datetime.now()}: {info_string} across {num_batches} steps, {mean:.3f} +/- {std:.3f} sec / batch")
     return mean, std
+
+
+@contextlib.contextmanager
+def profiled(logdir):
+    """A tf.profiler trace of the block into logdir (None: no trace), for python -m training.op_profile."""
+    if logdir:
+        tf.profiler.experimental.start(logdir)
+    try:
+        yield
+    finally:
+        if logdir:
+            tf.profiler.experimental.stop()
 
 
 def flops_per_batch(net, mode, batch_size):
