@@ -41,23 +41,26 @@ class PreciseBatchNorm:
         # The network up to every trainable batch norm's input; frozen ones normalize with their own statistics.
         probe = keras.Model(net.inputs, [layer.input for layer in self.layers])
 
+        sizes = [int(layer.moving_mean.shape[0]) for layer in self.layers]
+
         def replica_moments(images):
             inputs = probe(images, training=True)
             inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-            return tuple((tf.reduce_mean(x, [0, 1, 2]), tf.reduce_mean(tf.square(x), [0, 1, 2]))
-                         for x in (tf.cast(x, tf.float32) for x in inputs))
+            inputs = [tf.cast(x, tf.float32) for x in inputs]
+            # One vector (every layer's means, then its mean squares): one all-reduce per batch, and collectives
+            # across workers take no nested structure of differently shaped tensors.
+            return tf.concat([tf.reduce_mean(x, [0, 1, 2]) for x in inputs] +
+                             [tf.reduce_mean(tf.square(x), [0, 1, 2]) for x in inputs], axis=0)
 
         @tf.function
         def moments(dataset):
-            # Tuples, not lists: tf.data's loop state would stack a list into one tensor.
-            totals = tuple((tf.zeros(layer.moving_mean.shape), tf.zeros(layer.moving_mean.shape))
-                           for layer in self.layers)
+            total = tf.zeros([2 * sum(sizes)])
             for batch in dataset:
                 per_replica = strategy.run(replica_moments, args=(batch[0],))
                 # Every replica holds the same number of images: the mean of their means is the global mean.
-                batch_moments = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
-                totals = tuple((m + bm, s + bs) for (m, s), (bm, bs) in zip(totals, batch_moments))
-            return tuple((m / steps, s / steps) for m, s in totals)
+                total += strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+            means, squares = tf.split(total / steps, 2)
+            return tuple(zip(tf.split(means, sizes), tf.split(squares, sizes)))
 
         self._moments = moments
 
