@@ -105,8 +105,8 @@ def detect(num_gpus=None, tpu=False):
     """This machine's Hardware as it computes: num_gpus=0 means the CPU even if GPUs are visible; tpu=True (a
     TPU strategy) means a TPU, which tf.distribute only uses when asked (--strategy=tpu)."""
     model, flags = read_cpuinfo()
-    return Hardware(model, flags, () if tpu else gpu_capabilities(num_gpus), tpu, len(os.sched_getaffinity(0))
-                    if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+    return Hardware(model, flags, () if tpu else gpu_capabilities(num_gpus), tpu, cores)
 
 
 def choose(requested, num_gpus=None, tpu=False):
