@@ -62,8 +62,6 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
         # Seeded by the batch's first example, itself seeded by (seed, epoch, index): a pure function of the step.
         ds = ds.map(lambda images, labels, seeds: augmentations.mix(images, labels, seeds[0], info.num_classes,
                                                                    augment), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(lambda images, labels, seeds: (images, labels))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
 
 
@@ -100,8 +98,8 @@ def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glob
 
 
 def _train_transform(info: DatasetInfo, seed: int, augment: augmentations.Augment):
-    """(epoch, example index, raw, label) -> (augmented normalized image, label, its seed), seeded by
-    (seed, epoch, index)."""
+    """(epoch, example index, raw, label) -> (augmented normalized image, label[, its seed for mixing]), seeded
+    by (seed, epoch, index)."""
     def transform(epoch, index, raw, label):
         example_seed = tf.random.experimental.stateless_fold_in(
             tf.stack([tf.cast(seed, tf.int64), epoch]), tf.cast(index, tf.int64))
@@ -116,7 +114,8 @@ def _train_transform(info: DatasetInfo, seed: int, augment: augmentations.Augmen
         image = preprocessing.normalize(image, info.mean, info.std)
         if augment.cutout:
             image = augmentations.cutout(image, _fold(example_seed, 2), augment.cutout)
-        return image, label, _fold(example_seed, 3)
+        # Only mixup / cutmix need the example's seed after batching.
+        return (image, label, _fold(example_seed, 3)) if augment.mixes else (image, label)
 
     return transform
 

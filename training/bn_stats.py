@@ -27,7 +27,6 @@ class PreciseBatchNorm:
 
     def __init__(self, strategy, net, info, *, batch_size, examples, seed, data_dir=None):
         self.layers = [layer for layer in net.layers if isinstance(layer, BatchNormalization) and layer.trainable]
-        self.strategy = strategy
         if not self.layers or examples <= 0 or any(layer.synchronized for layer in self.layers):
             self.layers = []  # nothing to recompute (or --sync_bn, whose Keras path can't hold its averages still)
             return
