@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import data
 from data import preprocessing
-from training import bn_stats, checkpoints, evaluation, network, reports, run_dir, strategy as strategies
+from training import bn_stats, checkpoints, evaluation, network, reports, run_dir, step as steps, strategy as strategies
 
 
 class EvalError(Exception):
@@ -43,6 +43,7 @@ def run(config, out=print):
     except ValueError as e:
         raise EvalError(str(e)) from None
     check_tta(config.tta, info)
+    steps.set_graph_rewrites()  # as the run compiled its evaluations
     strategy = strategies.create("auto")
     with strategy.scope():
         net, _ = network.create(run_config, info.num_classes)

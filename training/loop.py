@@ -156,11 +156,7 @@ def build(config, info, strategy):
     """Model, optimizer and weight EMA (None without --ema_decay) under the strategy's scope, the optimizer built
     before the first step."""
     keras.utils.set_random_seed(config.seed)
-    # Grappler's arithmetic optimizer rewrites an AddN inside the multi-step loop into an accumulator whose
-    # temporary variable then "already exists" (AlreadyExistsError at the third call of a ResNet-20, batch 128,
-    # on TF 2.21 CPU; tests/test_cli.py keeps that run). Off, that run trained at 648 images/s; on, at 622
-    # until the crash.
-    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+    steps.set_graph_rewrites()
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     precision.set_global(config.dtype)

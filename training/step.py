@@ -6,6 +6,16 @@ import model as resnet
 from data import preprocessing
 
 
+def set_graph_rewrites():
+    """Grappler's rewrites for this process. train.py and eval.py both call it, so that eval.py compiles a run's
+    evaluation exactly as the run did: in bfloat16 the arithmetic optimizer's rewrites alone changed the top-1,
+    top-5 or loss of 4 of 6 depth-8 runs (tests/test_mixed_precision_cli.py's, seeds 1-6; top-1 by one image in 2)."""
+    # It rewrites an AddN inside the multi-step train loop into an accumulator whose temporary variable then
+    # "already exists" (AlreadyExistsError at the third call of a ResNet-20, batch 128, on TF 2.21 CPU;
+    # tests/test_cli.py keeps that run). Off, that run trained at 648 images/s; on, at 622 until the crash.
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+
+
 def cross_entropy(labels, logits, label_smoothing=0.0):
     """Per-example softmax cross-entropy in float32, with optional label smoothing. labels: int class ids [b], or
     soft targets [b, classes] (mixup, cutmix) summing to 1."""
