@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from data import imagenet
-from model import pretrained
+from model import pretrained, weight_files
 from test_cli import ROOT, run
 from test_data import mock_tfds
 from training import checkpoint_eval, checkpoints
@@ -255,15 +255,15 @@ def test_depth_is_read_off_the_names(depth):
     shapes = {n: v.shape for n, v in slim_arrays(UNITS[depth], scope=f"resnet_v2_{depth}").items()} \
         if depth == 50 else {f"resnet_v2_{depth}/block{b}/unit_{u}/bottleneck_v2/conv1/weights": (1, 1, 1, 1)
                              for b, n in enumerate(UNITS[depth], 1) for u in range(1, n + 1)}
-    weights = pretrained.WeightFile("slim", "x.ckpt", shapes, None, ())
+    weights = weight_files.WeightFile("slim", "x.ckpt", shapes, None, ())
     assert pretrained.units_per_stage(weights) == UNITS[depth]
 
 
 def test_keras_hashes_are_keras_own():
     from keras.src.applications import resnet
-    for name, hashes in pretrained.KERAS_FILES.items():
+    for name, hashes in weight_files.KERAS_FILES.items():
         assert resnet.WEIGHTS_HASHES[name] == hashes
-    assert pretrained.KERAS_BASE_URL == resnet.BASE_WEIGHTS_PATH
+    assert weight_files.KERAS_BASE_URL == resnet.BASE_WEIGHTS_PATH
 
 
 def test_keras_name_reads_the_cache_md5_checked(files, tmp_path, monkeypatch):
@@ -273,9 +273,9 @@ def test_keras_name_reads_the_cache_md5_checked(files, tmp_path, monkeypatch):
     cached.write_bytes(open(files["keras"], "rb").read())
     with pytest.raises(pretrained.WeightsError, match=f"{cached} is damaged .*: delete it"):
         pretrained.load("keras:resnet50v2")  # the test's random weights are not the published file
-    monkeypatch.setitem(pretrained.KERAS_FILES, "resnet50v2", (pretrained._md5(str(cached)), "unused"))
+    monkeypatch.setitem(weight_files.KERAS_FILES, "resnet50v2", (weight_files._md5(str(cached)), "unused"))
     net, imported = pretrained.load("keras:resnet50v2")
-    assert imported.path == str(cached) and imported.md5 == pretrained._md5(str(cached))
+    assert imported.path == str(cached) and imported.md5 == weight_files._md5(str(cached))
 
 
 def test_class_names():
@@ -311,7 +311,7 @@ def test_run_directory_of_imported_weights(imported_run, files):
     assert record["config"]["imported_from"] == f"slim:{files['slim']}"
     assert record["dataset"]["class_names"][207] == "golden retriever" and len(record["dataset"]["class_names"]) == 1000
     assert record["dataset"]["mean"] == [127.5] * 3 and record["dataset"]["std"] == [127.5] * 3
-    assert record["pretrained"]["sha256"]["resnet_v2_50.ckpt.index"] == pretrained._sha256(files["slim"] + ".index")
+    assert record["pretrained"]["sha256"]["resnet_v2_50.ckpt.index"] == weight_files.sha256(files["slim"] + ".index")
     assert "[-1, 1]" in record["pretrained"]["preprocessing"]["input"]
 
 
@@ -426,7 +426,7 @@ def test_depth_that_has_no_place_for_the_file(files):
         pretrained.load("slim:" + files["slim"], depth=152)
     arrays = dict(files["arrays"])
     arrays[f"{SCOPE}/block4/unit_4/bottleneck_v2/conv1/weights"] = np.zeros((1, 1, 2048, 512), np.float32)
-    weights = pretrained.WeightFile("slim", "extra.ckpt", {k: v.shape for k, v in arrays.items()}, arrays.get, ())
+    weights = weight_files.WeightFile("slim", "extra.ckpt", {k: v.shape for k, v in arrays.items()}, arrays.get, ())
     with pytest.raises(pretrained.WeightsError, match=r"extra.ckpt has 3, 4, 6, 4 units per stage, which fits no"):
         pretrained.load_weights(weights)
     with pytest.raises(pretrained.WeightsError, match=r"nothing of ours takes its resnet_v2_50/block4/unit_4/"

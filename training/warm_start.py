@@ -5,7 +5,7 @@ own schedule, and normalizes its inputs the way the weights expect."""
 import dataclasses
 import os
 
-from model import pretrained as weight_files
+from model import pretrained as published, weight_files
 from training import checkpoints, network, pretrained, run_dir
 from training.config import ARCHITECTURE_FIELDS
 from training.run_dir import TrainingError
@@ -79,7 +79,7 @@ def normalization(config, info):
     if not config.init_checkpoint:
         return info
     if weight_files.is_source(config.init_checkpoint):
-        mean, std = weight_files.NORMALIZATION
+        mean, std = published.NORMALIZATION
     else:
         try:
             theirs = run_dir.read_dataset_info(_run_of(config.init_checkpoint)[0])
@@ -95,7 +95,7 @@ def _donor(path):
     """(model holding the weights of `path`, its run's config as a dict, a description of where they came from)."""
     if weight_files.is_source(path):
         try:
-            donor, imported = weight_files.load(path)
+            donor, imported = published.load(path)
         except weight_files.WeightsError as e:
             raise TrainingError(f"--init_checkpoint: {e}") from None
         theirs = dataclasses.asdict(pretrained.imported_config(path, None, imported, DONOR_IMAGE_SIZE))
