@@ -13,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from flags import shared  # noqa: E402
+
 flags.DEFINE_string("model", "resnet_v2_50", "resnet_v2_<depth> (18, 34, 50, 101, 152, 200 or a CIFAR depth: 20, "
                     "56...), alexnet, alexnet_lrn, vgg16 or inception_v3.")
 flags.DEFINE_list("mode", ["forward"], "Comma-separated, timed in turn: forward (inference), forward_backward (the "
@@ -24,9 +26,7 @@ flags.DEFINE_bool("include_top", True, "--noinclude_top: time the network up to 
                   "pool5), the chapter's protocol; forward and forward_backward only.")
 flags.DEFINE_integer("num_batches", 100, "Timed batches.")
 flags.DEFINE_integer("warmup_steps", 10, "Untimed batches first (graph tracing, allocator warm-up).")
-flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype (Keras mixed "
-                  "precision); auto: bfloat16 on CPUs with AMX or AVX512-BF16, GPUs of compute capability >= 8.0, "
-                  "float16 on 7.x GPUs, else float32.")
+shared.define_dtype("Compute dtype (Keras mixed precision)")
 flags.DEFINE_bool("xla", False, "Compile the timed function with XLA.")
 flags.DEFINE_enum("reference", None, ["keras"], "Time the keras.applications network of the same name instead of "
                   "ours: ResNet50V2/101V2/152V2, VGG16, InceptionV3.")
@@ -36,6 +36,7 @@ flags.DEFINE_string("data_dir", None, "tfds data directory for --data.")
 flags.DEFINE_string("profile_dir", None, "Trace the timed batches of each mode with tf.profiler into "
                     "PROFILE_DIR/<mode>; python -m training.op_profile DIR... sums traces by op type, side by side.")
 flags.DEFINE_bool("peak", False, "Only time a 2048x2048 matmul (in --dtype): the machine's practical peak.")
+flags.adopt_module_key_flags(shared)  # --help lists them with this tool's own
 FLAGS = flags.FLAGS
 
 KERAS_REFERENCES = {"resnet_v2_50": "ResNet50V2", "resnet_v2_101": "ResNet101V2", "resnet_v2_152": "ResNet152V2",

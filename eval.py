@@ -9,6 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from flags import shared  # noqa: E402
+
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (e.g. DIR/ckpt-390), or 'best' (the run's best by "
                     "eval top-1); default: the latest.")
@@ -16,13 +18,12 @@ flags.DEFINE_string("dataset", None, "Evaluate on this dataset instead of the ru
 flags.DEFINE_string("data_dir", None, "tfds data directory, if it moved since training.")
 flags.DEFINE_integer("batch_size", None, "Global eval batch size (default: the run's).")
 flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint once as training writes them; stop after the final.")
-flags.DEFINE_enum("tta", "none", ["none", "flip", "flip+crops"], "Test-time augmentation: the mean of the "
-                  "softmax over the image and its mirror; flip+crops (large images) also over 4 corner crops.")
-flags.DEFINE_bool("raw_weights", False, "Evaluate the raw weights of a run trained with --ema_decay (default: its "
-                  "weight EMA).")
+shared.define_tta()
+shared.define_raw_weights()
 flags.DEFINE_integer("precise_bn_examples", 0, "Recompute the batch-norm statistics from this many training "
                      "images before evaluating (0: the checkpoint's own, which training already recomputed).")
 flags.DEFINE_float("timeout", 3600, "With --watch: give up after this many seconds without a new checkpoint.")
+flags.adopt_module_key_flags(shared)  # --help lists them with this tool's own
 FLAGS = flags.FLAGS
 
 

@@ -10,18 +10,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from flags import shared  # noqa: E402
+
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
-flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its latest.")
-flags.DEFINE_enum("tta", "none", ["none", "flip", "flip+crops"], "Test-time augmentation: the mean of the "
-                  "softmax over the image and its mirror; flip+crops (large images) also over 4 corner crops.")
-flags.DEFINE_bool("raw_weights", False, "The raw weights of a run trained with --ema_decay (default: its EMA).")
+shared.define_checkpoint()
+shared.define_tta()
+shared.define_raw_weights()
 # float32 by default, like eval.py and export.py, so the three give the same probabilities.
-flags.DEFINE_enum("dtype", "float32", ["auto", "float32", "bfloat16", "float16"], "Compute dtype of the network "
-                  "(weights stay float32, outputs are float32); auto: bfloat16 on CPUs with AMX or AVX512-BF16 and "
-                  "GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else float32.")
+shared.define_dtype("Compute dtype of the network (weights stay float32, outputs are float32)")
 flags.DEFINE_integer("top_k", 5, "Classes per image (at most the number of classes).")
 flags.DEFINE_string("output", "predictions.csv", "CSV written with path,label_1,prob_1,...,label_k,prob_k,error.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+flags.adopt_module_key_flags(shared)  # --help lists them with this tool's own
 FLAGS = flags.FLAGS
 
 

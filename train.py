@@ -8,7 +8,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
+from absl import app, flags as absl_flags  # noqa: E402
 from absl.flags import FLAGS  # noqa: E402
 
 import flags  # noqa: E402
@@ -16,6 +16,7 @@ import flags  # noqa: E402
 flags.define_data_flags()
 flags.define_model_flags()
 flags.define_training_flags()
+absl_flags.adopt_module_key_flags(flags)  # --help lists them: they are defined in flags/
 
 
 def main(argv):

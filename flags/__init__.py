@@ -3,6 +3,7 @@ from absl import flags
 
 import model
 from flags import logs, recipes
+from flags.shared import DTYPES
 from flags.config import ConfigError, make_config
 
 __all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "logs", "make_config", "recipes"]
@@ -87,7 +88,7 @@ def define_training_flags():
     flags.DEFINE_bool("deterministic", False, "Deterministic ops and input order (slower).")
     # auto is the default since it kept accuracy: ResNet-20, 30 epochs on the shared subset, 3 seeds each, mean
     # test top-1 0.6299 in bfloat16 vs 0.6283 in float32 (README 'Performance').
-    flags.DEFINE_enum("dtype", "auto", ["auto", "float32", "bfloat16", "float16"],
+    flags.DEFINE_enum("dtype", "auto", DTYPES,
                       "Compute dtype; variables stay float32 (float16 uses dynamic loss scaling). auto: bfloat16 on "
                       "CPUs with AMX or AVX512-BF16, GPUs of compute capability >= 8.0 and TPUs, float16 on 7.x "
                       "GPUs, else float32.")

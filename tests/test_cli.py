@@ -1,6 +1,7 @@
 """End to end: the real train.py and eval.py as subprocesses on CIFAR-10 images prepared offline."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -185,3 +186,18 @@ def test_another_model_trains_resumes_and_evaluates_with_the_same_tools(cifar_su
         assert json.load(f)["config"]["model"] == "alexnet"
     evaluated = run("eval.py", f"--model_dir={tmp_path}").stdout.splitlines()[0]
     assert evaluated.startswith("step 6: top-1 " + final.split("top-1 ")[1].split()[0])
+
+
+# Each entry point with flags of its own and flags it takes from flags/ (the shared ones).
+HELP_LISTS = {"train.py": ["dataset", "depth", "recipe", "dtype"], "eval.py": ["model_dir", "tta", "raw_weights"],
+              "predict.py": ["top_k", "checkpoint", "tta", "dtype"], "export.py": ["export_dir", "tta", "dtype"],
+              "benchmark.py": ["mode", "dtype"], "pretrained.py": ["source"]}
+
+
+@pytest.mark.parametrize("script", sorted(HELP_LISTS))
+def test_help_lists_every_flag_and_the_readme_documents_each(script):
+    listed = re.findall(r"^  --(?:\[no\])?(\w+):", run(script, "--help", check=False).stdout, re.MULTILINE)
+    assert set(HELP_LISTS[script]) <= set(listed), listed  # those defined in flags/ too
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert [name for name in listed if not re.search(rf"--(no)?{name}(?!\w)", readme)] == []
