@@ -1,12 +1,20 @@
 """Command-line flags of train.py and eval.py, and the one place they become a frozen training Config."""
 from absl import flags
 
-import model
 from flags import logs, recipes
 from flags.shared import DTYPES
-from flags.config import ConfigError, make_config
 
-__all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "logs", "make_config", "recipes"]
+__all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "logs", "make_config",
+           "recipes"]
+
+
+def __getattr__(name):
+    """ConfigError and make_config, imported on first use: they import TensorFlow, which the tools that only take
+    flags/shared.py's flags load after their flags are checked (so a bad flag stays a one-line error)."""
+    if name in ("ConfigError", "make_config"):
+        from flags import config
+        return getattr(config, name)
+    raise AttributeError(f"module 'flags' has no attribute {name!r}")
 
 
 def define_data_flags():
@@ -21,6 +29,7 @@ def define_data_flags():
 
 
 def define_model_flags():
+    import model
     flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard events, config.json "
                         "(default: runs/<dataset>_resnet_v2_<depth>, or runs/<dataset>_<model>).")
     flags.DEFINE_enum("model", "resnet_v2", list(model.MODELS), "Network: " + "; ".join(

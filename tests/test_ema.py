@@ -1,7 +1,6 @@
 """Weight EMA (training/ema.py) and precise batch norm (training/bn_stats.py): the average is the formula over
 the raw weights of every step, on two replicas; the recomputed statistics are global and the 300-step run that
 the moving averages misjudged evaluates like the whole training split's statistics."""
-import os
 
 import keras
 import numpy as np

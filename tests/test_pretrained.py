@@ -18,7 +18,7 @@ from data import imagenet
 from model import pretrained, weight_files
 from test_cli import ROOT, run
 from test_data import mock_tfds
-from training import checkpoint_eval, checkpoints
+from training import checkpoint_eval
 
 UNITS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 SCOPE = "resnet_v2_50"
