@@ -11,9 +11,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from flags import shared  # noqa: E402
+from flags import logs, shared  # noqa: E402
 
 flags.DEFINE_string("model", "resnet_v2_50", "resnet_v2_<depth> (18, 34, 50, 101, 152, 200 or a CIFAR depth: 20, "
                     "56...), alexnet, alexnet_lrn, vgg16 or inception_v3.")
@@ -86,7 +86,7 @@ def main(argv):
     if bad_modes or not FLAGS.mode:
         sys.exit(f"error: --mode takes a comma-separated list of {', '.join(timing.MODES)}, not {bad_modes}")
     # The first line says what is timed on: numbers from another CPU (or its bf16/AMX units) don't compare.
-    choice, hardware = precision.choose(FLAGS.dtype, num_gpus=1)  # TensorFlow computes on the first GPU, if any
+    choice, hardware = precision.choose(**shared.dtype_request(FLAGS, "benchmark.py"), num_gpus=1)  # GPU 0, if any
     print(hardware.describe())
     print(choice.line())
     if FLAGS.peak:
@@ -123,4 +123,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    logs.run(main)

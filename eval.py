@@ -7,9 +7,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from flags import shared  # noqa: E402
+from flags import logs, shared  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (e.g. DIR/ckpt-390), or 'best' (the run's best by "
@@ -43,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    logs.run(main)

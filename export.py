@@ -9,9 +9,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from flags import shared  # noqa: E402
+from flags import logs, shared  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (must not exist yet).", required=True)
@@ -19,7 +19,7 @@ shared.define_checkpoint()
 shared.define_tta()
 shared.define_raw_weights()
 # float32 by default, unlike train.py: a SavedModel is served elsewhere, and auto would pick the dtype for the
-# machine that exports it (a bf16 model on a CPU without AMX or AVX512-BF16 is emulated, slower).
+# machine that exports it (a bf16 model on a CPU without AMX runs slower than float32).
 shared.define_dtype("Compute dtype of the network (weights stay float32, outputs are float32)")
 flags.DEFINE_integer("top_k", 5, "Classes returned per image (at most the number of classes).")
 flags.adopt_module_key_flags(shared)  # --help lists them with this tool's own
@@ -39,7 +39,7 @@ def main(argv):
         logs.fail(f"--export_dir={FLAGS.export_dir} already exists; remove it or choose another")
     if FLAGS.top_k < 1:
         logs.fail("--top_k must be positive")
-    choice, _ = precision.choose(FLAGS.dtype, num_gpus=1)  # TensorFlow computes on the first GPU, if any
+    choice, _ = precision.choose(**shared.dtype_request(FLAGS, "export.py"), num_gpus=1)  # the first GPU, if any
     print(choice.line(), flush=True)
     try:
         model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype)
@@ -60,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    logs.run(main)

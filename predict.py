@@ -8,9 +8,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from flags import shared  # noqa: E402
+from flags import logs, shared  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 shared.define_checkpoint()
@@ -42,7 +42,7 @@ def main(argv):
         open(FLAGS.output, "a").close()  # a bad --output fails now, not after every image is classified
     except OSError as e:
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
-    choice, _ = precision.choose(FLAGS.dtype, num_gpus=1)  # TensorFlow computes on the first GPU, if any
+    choice, _ = precision.choose(**shared.dtype_request(FLAGS, "predict.py"), num_gpus=1)  # the first GPU, if any
     print(choice.line(), flush=True)
     try:
         model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype)
@@ -69,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    logs.run(main)

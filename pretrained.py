@@ -9,7 +9,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from flags import logs  # noqa: E402
 
 flags.DEFINE_string("source", None, "slim:CHECKPOINT_PREFIX_OR_FOLDER (TF-slim model zoo), a Keras applications "
                     ".h5 file, or keras:NAME (resnet50v2, resnet101v2, resnet152v2, each also _notop) downloaded "
@@ -35,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    logs.run(main)

@@ -6,9 +6,12 @@
 import os
 import sys
 
+from training import preemption
+
+preemption.exit_on_signal("nothing new to save; run the same command to resume")  # until training takes over
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags as absl_flags  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
 from absl.flags import FLAGS  # noqa: E402
 
 import flags  # noqa: E402
@@ -32,7 +35,11 @@ def main(argv):
         loop.run(config, info)
     except loop.Stopped as e:
         print(e, flush=True)
-        sys.exit(e.status)
+        sys.stderr.flush()
+        # Everything the run writes is on disk (checkpoint, events, metrics.csv; the kernel drops the lock), so
+        # skip the interpreter's teardown: freeing tf.data's datasets took 1.8 s of a 2.3 s exit (py-spy), and a
+        # container's grace period after SIGTERM is 10 s.
+        os._exit(e.status)
     except failures.PeerLost as e:
         flags.logs.fail(e, e.status)
     except (flags.ConfigError, data.DataError, loop.TrainingError, strategy.StrategyError,
@@ -41,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    flags.logs.run(main)

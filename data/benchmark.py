@@ -5,7 +5,9 @@
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from flags import logs
 
 from data import DataError, get_info, make_train_dataset
 
@@ -47,4 +49,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("warmup_steps", 20, "batches to draw before timing")
     flags.DEFINE_integer("image_size", None, "model input size for large images (default 224)")
     flags.DEFINE_bool("deterministic", False, "tf.data deterministic order (slower when workers are uneven)")
-    app.run(main)
+    logs.run(main)

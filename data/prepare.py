@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums
 
 from data.info import DataError
+from flags import logs
 
 # The official archive file names, as tfds expects them in its manual download dir.
 ARCHIVES = {
@@ -153,4 +154,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("data_dir", None, "tfds data dir to build into (default: TFDS_DATA_DIR or "
                                           "~/tensorflow_datasets)")
     flags.DEFINE_bool("allow_unverified", False, "accept archives whose checksum is not the official one")
-    app.run(main)
+    logs.run(main)

@@ -61,7 +61,8 @@ def define_training_flags():
     flags.DEFINE_enum("lr_schedule", None, ["piecewise", "cosine"], "Learning-rate schedule after warm-up "
                       "(default: the recipe's, piecewise / modern cosine).")
     flags.DEFINE_list("lr_decay_epochs", None, "Epochs where a piecewise schedule multiplies the rate by 0.1 "
-                      "(default: 91,136 for small images, 30,60,80 for large).")
+                      "(default: the recipe's fractions of the run, 50 %,75 % for small images (91,136.5 of 182 "
+                      "epochs), 1/3,2/3,8/9 for large (30,60,80 of 90)).")
     flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epochs (default: 0 for small images, 5 for large).")
     flags.DEFINE_float("momentum", r["momentum"], "SGD momentum.")
     flags.DEFINE_bool("nesterov", False, "Nesterov momentum.")
@@ -98,9 +99,9 @@ def define_training_flags():
     # auto is the default since it kept accuracy: ResNet-20, 30 epochs on the shared subset, 3 seeds each, mean
     # test top-1 0.6299 in bfloat16 vs 0.6283 in float32 (README 'Performance').
     flags.DEFINE_enum("dtype", "auto", DTYPES,
-                      "Compute dtype; variables stay float32 (float16 uses dynamic loss scaling). auto: bfloat16 on "
-                      "CPUs with AMX or AVX512-BF16, GPUs of compute capability >= 8.0 and TPUs, float16 on 7.x "
-                      "GPUs, else float32.")
+                      "Compute dtype; variables stay float32 (float16 uses dynamic loss scaling). auto: the faster "
+                      "one measured: bfloat16 on CPUs with AMX, GPUs of compute capability >= 8.0 and TPUs, float16 "
+                      "on 7.x GPUs, else float32. A resumed run keeps the dtype it began with.")
     flags.DEFINE_bool("xla", False, "Compile the per-replica train step with XLA.")
     flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
                       "auto: MirroredStrategy on 2+ GPUs, else one device; multi_worker reads TF_CONFIG.")

@@ -3,8 +3,8 @@ that compute in a chosen precision (predict.py, export.py, benchmark.py)."""
 from absl import flags
 
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
-AUTO_DTYPE = ("auto: bfloat16 on CPUs with AMX or AVX512-BF16 and GPUs of compute capability >= 8.0, float16 on "
-              "7.x GPUs, else float32")
+AUTO_DTYPE = ("auto: bfloat16 on CPUs with AMX and GPUs of compute capability >= 8.0, float16 on 7.x GPUs, else "
+              "float32")
 
 
 def define_tta():
@@ -25,3 +25,9 @@ def define_checkpoint():
 def define_dtype(what):
     """--dtype, float32 by default (train.py's own defaults to auto)."""
     flags.DEFINE_enum("dtype", "float32", DTYPES, f"{what}; {AUTO_DTYPE}.")
+
+
+def dtype_request(flag_values, tool):
+    """precision.choose's arguments for --dtype: only a --dtype on the command line is reported "as given"."""
+    return {"requested": flag_values.dtype, "given": flag_values["dtype"].present,
+            "default_reason": f"{tool}'s default (--dtype=auto picks for this machine)"}

@@ -130,7 +130,10 @@ def test_batch_norm_statistics_were_learned(trained):
 
 def test_rerun_resumes_from_the_last_step(trained, tmp_path):
     data_dir, model_dir, _ = trained
-    out = run("train.py", *train_args(data_dir, model_dir, f"--train_steps={STEPS + 12}")).stdout
+    # train.py's default --dtype=auto: the float32 run stays float32 whatever auto picks on this machine.
+    out = run("train.py", *train_args(data_dir, model_dir, f"--train_steps={STEPS + 12}", "--dtype=auto")).stdout
+    assert out.startswith("dtype float32: kept from the run's start (config.json): --dtype=float32 as given\n")
+    assert json.load(open(os.path.join(model_dir, "config.json")))["config"]["dtype"] == "float32"
     assert f"resuming from {model_dir}/ckpt-{STEPS} at step {STEPS}" in out
     assert "step 520/520" in out
     steps = [s for s, _ in tensors(os.path.join(model_dir, "train"), "loss")]
@@ -152,6 +155,7 @@ def snapshot(directory):
     (("--depth=14",), "holds another run: depth=8 (asked 14)"),
     (("--model=vgg16",), "holds another run: model=resnet_v2 (asked vgg16)"),
     (("--model=inception_v3",), "inception_v3 needs images of at least 75 px, not 32"),
+    (("--dtype=bfloat16",), "trains in float32, not --dtype=bfloat16; pass --dtype=float32 or leave --dtype out"),
 ])
 def test_bad_flags_fail_in_one_line_and_touch_nothing(trained, args, message):
     data_dir, model_dir, _ = trained
@@ -196,7 +200,7 @@ HELP_LISTS = {"train.py": ["dataset", "depth", "recipe", "dtype"], "eval.py": ["
 
 @pytest.mark.parametrize("script", sorted(HELP_LISTS))
 def test_help_lists_every_flag_and_the_readme_documents_each(script):
-    listed = re.findall(r"^  --(?:\[no\])?(\w+):", run(script, "--help", check=False).stdout, re.MULTILINE)
+    listed = re.findall(r"^  --(?:\[no\])?(\w+):", run(script, "--help").stdout, re.MULTILINE)  # and exits 0
     assert set(HELP_LISTS[script]) <= set(listed), listed  # those defined in flags/ too
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()

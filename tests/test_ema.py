@@ -39,7 +39,7 @@ def test_average_after_k_steps_is_the_formula_over_the_raw_weights():
                                                                       weight_decay=1e-4), ema=ema)
     expected = None
     for step in range(num_steps):
-        train_loop(iterator, tf.constant(step, tf.int64), tf.constant(1), tf.constant(False))
+        train_loop(iterator, tf.constant(step, tf.int64), tf.constant(1))
         raw = {averaging.key(v): v.numpy() for v in net.trainable_variables}
         d = float(averaging.decay_at(step + 1, decay))
         expected = raw if expected is None else {k: d * expected[k] + (1 - d) * raw[k] for k in raw}

@@ -85,6 +85,9 @@ def test_predict_writes_top_k_with_class_names_and_error_rows(trained, images, t
     assert "Unknown image file format" in by_name["corrupt.jpg"][7] or "JPEG" in by_name["corrupt.jpg"][7]
     assert by_name["missing.png"][7] == "No such file or directory"
     assert "best/ckpt-" in result.stdout.splitlines()[-1] and "(2 unreadable)" in result.stdout
+    # No --dtype given: not "as given" (tests/test_mixed_precision_cli.py passes one).
+    assert result.stdout.splitlines()[0] == ("dtype float32: predict.py's default (--dtype=auto picks for this "
+                                             "machine)")
 
 
 def test_exported_model_in_a_fresh_process_agrees_with_predict(trained, images, tmp_path):

@@ -11,7 +11,7 @@ import time
 
 from test_cli import ROOT
 from test_distributed_cli import free_port
-from test_reliability import assert_bitwise_equal
+from test_reliability import assert_bitwise_equal, stopped_at
 
 STEPS = 200  # a checkpoint at 127 (one epoch of the subset at batch 32) and at 200
 PEER_LOST = 75
@@ -117,7 +117,7 @@ def test_lost_and_signalled_workers_exit_in_one_line_and_the_relaunch_resumes_bi
     workers = Workers(cluster, argv)
     workers.signal_when(0, "step 150/", 1, signal.SIGTERM)
     results = workers.wait([0, 1])
-    stopped = [out.split("stopped by signal at step ")[1].split(";")[0] for _, out, _, _ in results.values()]
+    stopped = [stopped_at(out)[0] for _, out, _, _ in results.values()]
     assert [r[0] for r in results.values()] == [143, 143] and stopped[0] == stopped[1], results
     relaunch = finish(cluster, argv)
     assert f"resuming from {model_dir}/ckpt-{stopped[0]} at step {stopped[0]}" in relaunch[0][1]

@@ -20,7 +20,7 @@ def args(data_dir, model_dir, *extra):
             "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=10", "--steps_per_loop=5",
             "--recipe=modern", "--ema_decay=0.99", "--mixup_alpha=0.2", "--cutmix_alpha=1.0",
             "--randaugment_layers=1", "--cutout=8", "--precise_bn_examples=256", "--deterministic",
-            *extra)  # in train.py's default dtype (bfloat16 on a CPU with AMX or AVX512-BF16)
+            *extra)  # in train.py's default dtype (bfloat16 on a CPU with AMX)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def train(strategy, num_steps=3, sync_bn=False, xla=False, lr=0.1, seed=3, same_
     history = []
     for step in range(num_steps):
         window = loop.Window()
-        window.add(train_loop(iterator, tf.constant(step, tf.int64), tf.constant(1), tf.constant(False))[0], 1)
+        window.add(train_loop(iterator, tf.constant(step, tf.int64), tf.constant(1))[1], 1)
         history.append(window.take())
     return net, history
 
@@ -119,6 +119,27 @@ def test_xla_compiled_step_matches_the_plain_one():
     plain, plain_history = train(one_cpu(), num_steps=2)
     compiled, compiled_history = train(one_cpu(), num_steps=2, xla=True)
     assert compiled_history[-1]["loss"] == pytest.approx(plain_history[-1]["loss"], rel=1e-3)
+
+
+def test_a_set_stop_flag_ends_the_block_after_the_step_in_flight_on_every_replica():
+    strategy = two_cpus()
+    with strategy.scope():
+        net, _ = model.create(8, num_classes=10, image_size=32)
+        opt = optim.create(optim.Schedule(base_lr=0.1, total_steps=6), momentum=0.9)
+        opt.build(net.trainable_variables)
+    images, labels = fake_batches(6)
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda ctx: tf.data.Dataset.from_tensor_slices((images, labels)).batch(ctx.get_per_replica_batch_size(
+            GLOBAL_BATCH))))
+    flag = tf.Variable([0.0, 0.0])
+    train_loop = loop.make_train_loop(strategy, steps.make_train_step(net, opt, global_batch_size=GLOBAL_BATCH,
+                                                                      weight_decay=1e-4), stop_flag=flag, optimizer=opt)
+    ran, _, _, votes = train_loop(iterator, tf.constant(0, tf.int64), tf.constant(2))
+    assert int(ran) == 2 and votes.numpy().tolist() == [0.0, 0.0]  # no flag: the whole block
+    flag.assign([1.0, 0.0])  # what the watcher thread does on SIGTERM
+    ran, sums, _, votes = train_loop(iterator, tf.constant(2, tf.int64), tf.constant(4))
+    assert int(ran) == 1 and float(sums["examples"]) == GLOBAL_BATCH  # one step of the four, counted once
+    assert votes.numpy().tolist() == [2.0, 0.0] and int(opt.iterations.numpy()) == 3  # both replicas saw SIGTERM
 
 
 def test_piecewise_schedule_with_warmup():

@@ -8,6 +8,7 @@ Every worker must take part in a save under MultiWorkerMirroredStrategy; only th
 the others into model_dir/workers/<id> (kept, so their weights can be compared with the chief's)."""
 import json
 import os
+import time
 
 import tensorflow as tf
 
@@ -30,6 +31,7 @@ class Checkpoints:
         self.best = Best(os.path.join(self.directory, BEST_DIR), keep_best, self.checkpoint) if chief else None
         self.out = out
         self.restored = None  # the checkpoint restore_latest() used
+        self.seconds = None   # how long the last save took
 
     @property
     def latest(self):
@@ -53,10 +55,13 @@ class Checkpoints:
         return 0
 
     def save(self, step, epoch):
+        """Writes ckpt-<step>; the first save of a process says how long it took (`seconds`: the last one's), the
+        time a stop needs besides its step (README 'Preemption')."""
         self.step.assign(step)
         self.epoch.assign(epoch)
+        started = time.perf_counter()
         try:
-            return self.manager.save(checkpoint_number=step)
+            path = self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as e:
             # The `checkpoint` state file still lists the previous checkpoints; the failed one's files (a full
             # disk leaves a partial ckpt-N_temp/) would only take the space a rerun needs.
@@ -68,6 +73,10 @@ class Checkpoints:
             raise CheckpointError(f"can't write checkpoint {prefix} ({reason}); the last checkpoint is "
                                   f"{self.latest or 'none yet'}, intact; free some space (or fix the error) and run "
                                   "the same command to resume") from None
+        first, self.seconds = self.seconds is None, time.perf_counter() - started
+        if first:
+            self.out(f"checkpoint {path} written in {self.seconds:.1f} s")
+        return path
 
     def consider_best(self, step, metrics):
         """Keeps the weights of `step` among the best --keep_best by eval top-1; returns their rank or None."""

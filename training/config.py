@@ -82,6 +82,24 @@ class Config:
     def eval_every_steps(self):
         return max(1, round(self.epochs_between_evals * self.steps_per_epoch))
 
+    def describe_recipe(self):
+        """One line: the recipe and the values it resolved to for this run's length (config.json records them)."""
+        epochs = self.train_steps / self.steps_per_epoch
+        if self.lr_schedule == "piecewise":
+            points = ", ".join(f"{e:g}" for e in self.lr_decay_epochs) or "none"
+            schedule = f"piecewise x0.1 at epochs {points} of {epochs:g}"
+        else:
+            schedule = f"cosine over {epochs:g} epochs"
+        parts = [f"lr {self.lr:g} {schedule}" + (f" after {self.warmup_epochs:g} warm-up" if self.warmup_epochs
+                                                  else ""),
+                 f"{'Nesterov ' if self.nesterov else ''}momentum {self.momentum:g}",
+                 f"weight decay {self.weight_decay:g}", f"batch-norm momentum {self.bn_momentum:g}"]
+        parts += [f"{name} {value:g}" for name, value in (
+            ("label smoothing", self.label_smoothing), ("EMA decay", self.ema_decay), ("cutout", self.cutout),
+            ("RandAugment layers", self.randaugment_layers), ("mixup", self.mixup_alpha),
+            ("cutmix", self.cutmix_alpha)) if value]
+        return f"recipe {self.recipe}: " + "; ".join(parts)
+
     def augment(self):
         """What the training pipeline adds to crop and flip (data.Augment's fields)."""
         return {f: getattr(self, f) for f in ("cutout", "randaugment_layers", "randaugment_magnitude", "mixup_alpha",

@@ -1,6 +1,7 @@
 """The training loop: build under the strategy, resume, then train in counted steps with logging, eval and
 checkpoints as "every N steps" blocks."""
 import os
+import time
 
 import keras
 import tensorflow as tf
@@ -41,7 +42,7 @@ def lock(model_dir, task, out):
     except run_lock.RunLocked as e:
         raise TrainingError(str(e)) from None
     except OSError as e:
-        raise TrainingError(f"can't write to --model_dir={model_dir}: {e.strerror or e}") from None
+        raise run_dir.unwritable(model_dir, e) from None
 
 
 def train(config, info, out=print):
@@ -49,9 +50,11 @@ def train(config, info, out=print):
     strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
     info = warm_start.normalization(config, info)
-    config = precision.resolve_config(config, out)
+    config = precision.resolve_config(config, run_dir.read_config(config.model_dir) if chief else None,
+                                      strategies.from_chief(strategy), out)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
+    out(config.describe_recipe())
     net, opt, ema = build(config, info, strategy)
     run_dir.check_writable(config.model_dir, net)
     ckpts = checkpoints.Checkpoints(config.model_dir, config.keep_checkpoints, chief, strategies.worker_id(strategy),
@@ -64,10 +67,10 @@ def train(config, info, out=print):
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
                                             seed=config.seed, start_step=step, input_context=ctx,
                                             deterministic=config.deterministic, augment=augment)))
-    train_loop = make_train_loop(strategy, steps.make_train_step(
+    train_step = steps.make_train_step(
         net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
         label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
-        poison_step=config.debug_nan_at_step), config.xla, ema)
+        poison_step=config.debug_nan_at_step)
     evaluate = Evaluation(evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir), ema,
                           bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=config.batch_size,
                                                     examples=config.precise_bn_examples, seed=config.seed,
@@ -80,19 +83,19 @@ def train(config, info, out=print):
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with preemption.Preemption() as signals, failures.Guard(multi_worker, info, config.data_dir, lambda: step,
                                                             lambda: ckpts.latest):
+        blocks = Blocks(make_train_loop(strategy, train_step, config.xla, ema, signals.flag, opt))
         while step < config.train_steps:
-            n = min(config.steps_per_loop, steps_until_event(step, config))
             profiler.before(step)
-            sums, first_bad, stop_votes = train_loop(iterator, tf.constant(step, tf.int64), tf.constant(n),
-                                                     tf.constant(signals.vote))
-            profiler.after(step + n)
-            check_finite(int(first_bad), sums, config, ckpts, out)
-            window.add(sums, n)
-            step += n
+            ran, sums, first_bad, stop_votes = blocks(iterator, step, min(config.steps_per_loop,
+                                                                           steps_until_event(step, config)))
+            profiler.after(step + ran)
+            check_finite(first_bad, sums, config, ckpts, out)
+            window.add(sums, ran)
+            step += ran
             row = {}
             if step % config.log_every_steps == 0 or step == config.train_steps:
                 row = log(step, window.take(), opt, progress, writers[0], config)
-            stop = float(tf.reduce_sum(stop_votes)) > 0 and step < config.train_steps  # at the last step, finish
+            stop = stop_votes.sum() > 0 and step < config.train_steps  # at the last step, finish
             epoch_end = step % config.steps_per_epoch == 0 or step == config.train_steps
             eval_due = step % config.eval_every_steps == 0 or step == config.train_steps
             if epoch_end or eval_due:  # whether or not a stop came: a resumed run recomputes the same
@@ -104,8 +107,7 @@ def train(config, info, out=print):
                 row.update(report_eval(step, metrics, writers[1:], ckpts, out))
             metrics_csv.write(step, step / config.steps_per_epoch, row)
             if stop:
-                raise Stopped(f"stopped by signal at step {step}; checkpoint {ckpts.latest} written; run the same "
-                              "command to resume", preemption.exit_status(stop_votes.numpy()))
+                raise stopped(step, ckpts, blocks, signals, stop_votes)
         metrics = metrics or evaluate()
         if chief:
             ckpts.mark_done(step)
@@ -113,6 +115,37 @@ def train(config, info, out=print):
     out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}{averaged}  "
         f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
     return metrics
+
+
+def stopped(step, ckpts, blocks, signals, votes):
+    """The Stopped exception of a run that a signal stopped after `step`, with the two times a grace period must
+    cover: a step, and the checkpoint."""
+    compiled = " with the compilation" if blocks.calls == 1 else ""
+    times = f"steps took {blocks.seconds_per_step:.2f} s{compiled}; the checkpoint took {ckpts.seconds:.1f} s"
+    if signals.requested:
+        what = (f"stopped by {preemption.NAMES[signals.signal]} at step {step}, {signals.seconds_since():.1f} s "
+                f"after the signal ({times})")
+    else:
+        what = f"stopped at step {step} because another worker was signalled ({times})"
+    return Stopped(f"{what}; checkpoint {ckpts.latest} written; run the same command to resume",
+                   preemption.exit_status(votes))
+
+
+class Blocks:
+    """Calls of the train loop, each up to n steps in one tf.function call; remembers the seconds per step of the
+    last call (the first call's include the compilation)."""
+
+    def __init__(self, train_loop):
+        self.train_loop, self.calls, self.seconds_per_step = train_loop, 0, None
+
+    def __call__(self, iterator, step, n):
+        """(steps run, summed step outputs, first non-finite step or -1, summed stop flags as numpy)."""
+        started = time.perf_counter()
+        ran, sums, first_bad, votes = self.train_loop(iterator, tf.constant(step, tf.int64), tf.constant(n))
+        ran = int(ran)
+        self.calls += 1
+        self.seconds_per_step = (time.perf_counter() - started) / ran
+        return ran, sums, int(first_bad), votes.numpy()
 
 
 def resume_or_warm_start(ckpts, net, config, out):
@@ -144,11 +177,13 @@ class Evaluation:
             self.out(line + (" (and as much again for the EMA)" if self.ema is not None else ""))
 
     def __call__(self):
-        """The raw weights' metrics, with the EMA's under 'ema' when the run has one."""
+        """The raw weights' metrics, with the EMA's under 'ema' when the run has one, and the 'seconds' it took."""
+        started = time.perf_counter()
         metrics = self.evaluator()
         if self.ema is not None:
             with self.ema.swapped_in():
                 metrics["ema"] = self.evaluator()
+        metrics["seconds"] = time.perf_counter() - started
         return metrics
 
 
@@ -177,31 +212,47 @@ def build(config, info, strategy):
 SUM_KEYS = ("cross_entropy", "l2", "correct", "examples", "nonfinite")
 
 
-def make_train_loop(strategy, train_step, xla=False, ema=None):
-    """loop(iterator, step, n, stop_requested) runs steps step+1 .. step+n inside one tf.function call, each
-    followed by the EMA's update when there is one.
+def make_train_loop(strategy, train_step, xla=False, ema=None, stop_flag=None, optimizer=None):
+    """loop(iterator, step, n) runs steps step+1 .. step+n inside one tf.function call, each followed by the EMA's
+    update when there is one, and ends early, after the step in flight, once `stop_flag` (preemption.Preemption's)
+    is set on any worker; the flag is read once `optimizer` has applied the step.
 
-    Returns the replicas' summed step outputs, the first step whose loss was not finite (-1: none), and the
-    replicas' summed stop votes (over all workers; see preemption.Preemption.vote), so that all of them stop
-    after the same step."""
+    Returns the steps it ran, the replicas' summed step outputs, the first step whose loss was not finite (-1:
+    none), and the replicas' summed stop flags (over all workers), so that all of them stop after the same step."""
     # XLA compiles the per-replica step; compiling the whole strategy.run fails.
     replica_step = tf.function(train_step, jit_compile=True) if xla else train_step
 
+    def step_and_vote(images, labels, step):
+        sums = replica_step(images, labels, step)
+        if stop_flag is None:
+            flag = tf.zeros([2])
+        else:
+            # Read once the optimizer has counted this step (the update is done), so that a signal that arrives
+            # during a step stops the loop right after it. One vector per step: a single all-reduce.
+            with tf.control_dependencies([tf.convert_to_tensor(optimizer.iterations)]):
+                flag = tf.identity(stop_flag.read_value())
+        return tf.concat([tf.stack([sums[k] for k in SUM_KEYS]), flag], axis=0)
+
     @tf.function
-    def loop(iterator, first_step, num_steps, stop_requested):
-        totals = {k: tf.constant(0.0) for k in SUM_KEYS}
+    def loop(iterator, first_step, num_steps):
+        totals = tf.zeros([len(SUM_KEYS)])
+        votes = tf.zeros([2])
         first_bad = tf.constant(-1, tf.int64)
+        ran = tf.constant(0, tf.int64)
         for i in tf.range(tf.cast(num_steps, tf.int64)):
             step = first_step + i + 1
             images, labels = next(iterator)
-            sums = strategy.run(replica_step, args=(images, labels, step))
+            packed = strategy.run(step_and_vote, args=(images, labels, step))
             if ema is not None:
                 ema.update(step)
-            sums = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}
-            first_bad = tf.where((first_bad < 0) & (sums["nonfinite"] > 0), step, first_bad)
-            totals = {k: totals[k] + sums[k] for k in SUM_KEYS}
-        votes = strategy.run(lambda: tf.cast(stop_requested, tf.float32))
-        return totals, first_bad, strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
+            packed = strategy.reduce(tf.distribute.ReduceOp.SUM, packed, axis=None)
+            sums, votes = packed[:len(SUM_KEYS)], packed[len(SUM_KEYS):]
+            first_bad = tf.where((first_bad < 0) & (sums[SUM_KEYS.index("nonfinite")] > 0), step, first_bad)
+            totals += sums
+            ran = i + 1
+            if tf.reduce_sum(votes) > 0:
+                break
+        return ran, dict(zip(SUM_KEYS, tf.unstack(totals))), first_bad, votes
     return loop
 
 
@@ -254,7 +305,8 @@ def report_eval(step, metrics, writers, ckpts, out):
     best = f" (kept as best #{rank})" if rank else ""
     ema_part = f"  EMA top-1 {averaged['top_1']:.4f}  top-5 {averaged['top_5']:.4f}" if averaged else ""
     out(f"eval at step {step}: top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
-        f"loss {metrics['loss']:.4f}{ema_part}  ({metrics['num_examples']} examples){best}")
+        f"loss {metrics['loss']:.4f}{ema_part}  ({metrics['num_examples']} examples in {metrics['seconds']:.1f} s)"
+        f"{best}")
     columns = {}
     for prefix, values, writer in (("eval", metrics, writers[0]), ("eval_ema", averaged, writers[-1])):
         if values:

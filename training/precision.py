@@ -1,18 +1,32 @@
 """Which compute dtype a run uses: --dtype=auto resolved from the hardware that computes, with its reason.
 
-The rules (issue 15): bfloat16 on TPUs, on GPUs of compute capability >= 8.0 and on CPUs with native bf16 (AMX or
-AVX512-BF16 in their flags); float16 with loss scaling on 7.x GPUs; float32 otherwise. A CPU without native bf16
-emulates it, slower than float32, so auto keeps float32 there. Variables stay float32 in every case.
+auto picks by measured speed (README 'Performance'), from the tables below: bfloat16 on TPUs, on GPUs of compute
+capability >= 8.0 and on CPUs with AMX; float16 with loss scaling on 7.x GPUs; float32 otherwise, including CPUs
+whose only bf16 instructions are AVX512-BF16, where bfloat16 trained 1.2-1.4x slower than float32. Variables stay
+float32 in every case.
 """
 import contextlib
 import dataclasses
 import os
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# /proc/cpuinfo flag -> what it gives: oneDNN uses AMX tiles for bf16 convolutions and matmuls where it can,
-# else AVX512-BF16 dot products.
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 SHOWN_CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16")  # benchmark's first line
+
+# CPUs: the first row whose /proc/cpuinfo flag the CPU has decides; the last row is every other CPU. Each row
+# states the measurement behind it (benchmark.py --mode=train, float32 vs bfloat16, side by side in one session).
+CPU_RULES = (
+    ("amx_bf16", "bfloat16", "AMX: bfloat16 trained 2.1x (ResNet-50, batch 32) and 1.7x (ResNet-20, batch 128) "
+                             "as fast as float32 on a 2-core Xeon with AMX"),
+    ("avx512_bf16", "float32", "AVX512-BF16 without AMX: bfloat16 trained 1.2-1.4x slower than float32 (ResNet-50 "
+                               "and ResNet-20, on a Xeon without AMX and with oneDNN held to AVX512-BF16)"),
+    (None, "float32", "no native bfloat16: it would be emulated, slower than float32"),
+)
+# GPUs: the first row whose minimum compute capability the slowest GPU reaches decides.
+GPU_RULES = (
+    ((8, 0), "bfloat16", ">= 8.0: native bfloat16 tensor cores"),
+    ((7, 0), "float16", "7.x: float16 tensor cores, with dynamic loss scaling"),
+    ((0, 0), "float32", "< 7.0: no fast half precision"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,27 +59,22 @@ class Choice:
         return f"dtype {self.dtype}: {self.reason}"
 
 
-def resolve(requested, hardware):
-    """The dtype for --dtype=`requested` on `hardware`; an explicit dtype is kept as it is."""
+def resolve(requested, hardware, given=True, default_reason=""):
+    """The dtype for --dtype=`requested` on `hardware`. An explicit dtype is kept as it is: "as given" if the user
+    passed it (`given`), else `default_reason` says whose default it is."""
     if requested not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, not {requested!r}")
     if requested != "auto":
-        return Choice(requested, f"--dtype={requested} as given")
+        return Choice(requested, f"--dtype={requested} as given" if given else default_reason or
+                      f"{requested} by default")
     if hardware.tpu:
         return Choice("bfloat16", "--dtype=auto on a TPU: native bfloat16")
     if hardware.gpus:
         name, capability = min(hardware.gpus, key=lambda gpu: gpu[1])  # the slowest GPU decides for all
-        cc = f"{name} has compute capability {capability[0]}.{capability[1]}"
-        if capability >= (8, 0):
-            return Choice("bfloat16", f"--dtype=auto: {cc} (>= 8.0): native bfloat16")
-        if capability >= (7, 0):
-            return Choice("float16", f"--dtype=auto: {cc} (7.x): float16 tensor cores, with dynamic loss scaling")
-        return Choice("float32", f"--dtype=auto: {cc} (< 7.0): no fast half precision")
-    native = [f for f in CPU_BF16_FLAGS if f in hardware.cpu_flags]
-    if native:
-        return Choice("bfloat16", f"--dtype=auto: the CPU has {' and '.join(native)}: native bfloat16")
-    return Choice("float32", f"--dtype=auto: the CPU has neither {' nor '.join(CPU_BF16_FLAGS)}, so bfloat16 "
-                             "would be emulated and slower than float32")
+        _, dtype, why = next(rule for rule in GPU_RULES if capability >= rule[0])
+        return Choice(dtype, f"--dtype=auto: {name} has compute capability {capability[0]}.{capability[1]} ({why})")
+    flag, dtype, why = next(rule for rule in CPU_RULES if rule[0] is None or rule[0] in hardware.cpu_flags)
+    return Choice(dtype, f"--dtype=auto: {why}")
 
 
 def parse_cpuinfo(text):
@@ -109,16 +118,31 @@ def detect(num_gpus=None, tpu=False):
     return Hardware(model, flags, () if tpu else gpu_capabilities(num_gpus), tpu, cores)
 
 
-def choose(requested, num_gpus=None, tpu=False):
+def choose(requested, num_gpus=None, tpu=False, given=True, default_reason=""):
     """resolve() on this machine's hardware; returns (Choice, Hardware)."""
     hardware = detect(num_gpus, tpu)
-    return resolve(requested, hardware), hardware
+    return resolve(requested, hardware, given, default_reason), hardware
 
 
-def resolve_config(config, out=print):
-    """A training Config with --dtype=auto resolved for the devices its steps run on and the reason recorded
-    (config.json keeps both); prints the choice."""
-    choice, _ = choose(config.dtype, config.num_gpus, tpu=config.strategy == "tpu")
+KEPT = "kept from the run's start (config.json): "
+
+
+def resolve_config(config, recorded=None, broadcast=None, out=print):
+    """A training Config in the run's one dtype, with its reason; prints the choice (config.json records both).
+
+    recorded: the run's config.json as a dict, if it has one: a resumed run keeps the dtype it began with, whatever
+    today's default picks (run_dir.check_compatible already refused a different explicit --dtype). Otherwise
+    --dtype is resolved for the devices the steps run on. broadcast(index) -> index: the chief's value on every
+    worker of a multi-worker run, so that every worker takes the chief's choice."""
+    if recorded and recorded.get("dtype") in DTYPES[1:]:
+        reason = recorded.get("dtype_reason") or "recorded"
+        choice = Choice(recorded["dtype"], reason if reason.startswith(KEPT) else KEPT + reason)
+    else:
+        choice, _ = choose(config.dtype, config.num_gpus, tpu=config.strategy == "tpu")
+    if broadcast is not None:
+        chiefs = DTYPES[broadcast(DTYPES.index(choice.dtype))]
+        if chiefs != choice.dtype:
+            choice = Choice(chiefs, f"the chief's choice (this worker alone would have taken {choice.dtype})")
     out(choice.line())
     return dataclasses.replace(config, dtype=choice.dtype, dtype_reason=choice.reason)
 

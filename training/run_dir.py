@@ -1,5 +1,6 @@
 """The run directory: start-up checks before anything in it is touched, and what a run writes there first."""
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import data
-from training import strategy as strategies, summaries
+from training import run_lock, strategy as strategies, summaries
 from training.config import Config
 
 
@@ -72,11 +73,26 @@ def check_compatible(config):
         had = "with" if saved["freeze_backbone"] else "without"
         raise TrainingError(f"{config.model_dir} was trained {had} --freeze_backbone; pass the same, or start a new "
                             f"--model_dir with --init_checkpoint={config.model_dir}")
+    if config.dtype != "auto" and saved.get("dtype") not in (None, "auto", config.dtype):
+        # A resume keeps the dtype the run began in (training/precision.py); an explicit other one would change it.
+        raise TrainingError(f"{config.model_dir} trains in {saved['dtype']}, not --dtype={config.dtype}; pass "
+                            f"--dtype={saved['dtype']} or leave --dtype out to resume it, or start a new --model_dir "
+                            f"with --init_checkpoint={config.model_dir}")
     theirs = {k: saved.get(k) for k in config.architecture()}
     diff = {k: (theirs[k], v) for k, v in config.architecture().items() if theirs[k] != v}
     if diff:
         what = ", ".join(f"{k}={a} (asked {b})" for k, (a, b) in diff.items())
         raise TrainingError(f"{config.model_dir} holds another run: {what}; use another --model_dir")
+
+
+def unwritable(model_dir, error):
+    """The TrainingError for a model_dir that can't be written; in a container run as another user (docker run
+    --user), a directory Docker created for the mount belongs to root: it says so."""
+    hint = ""
+    if error.errno == errno.EACCES and run_lock.in_container() and os.getuid() != 0:
+        hint = (f" (this container runs as uid {os.getuid()}: create the mounted directory on the host first, "
+                "e.g. mkdir -p runs, so that it is yours, or pass --user of its owner)")
+    return TrainingError(f"can't write to --model_dir={model_dir}: {error.strerror or error}{hint}")
 
 
 def check_writable(model_dir, model, margin=2.0):
@@ -89,7 +105,7 @@ def check_writable(model_dir, model, margin=2.0):
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise TrainingError(f"can't write to --model_dir={model_dir}: {e.strerror or e}") from None
+        raise unwritable(model_dir, e) from None
     weights = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
     needed = int(margin * 2 * weights)  # each checkpoint holds the weights and one momentum slot per weight
     free = shutil.disk_usage(model_dir).free

@@ -8,9 +8,12 @@ import errno
 import fcntl
 import json
 import os
+import re
 import socket
 
 LOCK_FILE = "LOCK"
+# Docker names a container's host after its ID: 12 hex digits (or all 64).
+CONTAINER_ID = re.compile(r"[0-9a-f]{12}(?:[0-9a-f]{52})?")
 # flock fails with these where the filesystem has no locks (some NFS and FUSE mounts); the run then goes on unlocked.
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
@@ -62,8 +65,19 @@ class Lock:
         return False
 
 
+def in_container():
+    """True inside a Docker, Podman or Kubernetes container."""
+    if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv") or "KUBERNETES_SERVICE_HOST" in os.environ:
+        return True
+    try:
+        with open("/proc/1/cgroup") as f:  # cgroup v1 names the runtime; v2 shows only "0::/"
+            return any(name in f.read() for name in ("docker", "kubepods", "containerd", "libpod"))
+    except OSError:
+        return False
+
+
 def _write(fd):
-    record = {"pid": os.getpid(), "host": socket.gethostname(),
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "container": in_container(),
               "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
@@ -78,7 +92,14 @@ def _read(fd):
 
 def _refusal(directory, holder):
     pid, host = holder.get("pid", "?"), holder.get("host", "?")
-    where = "this machine" if host == socket.gethostname() else f"host {host}"
-    return (f"--model_dir={directory} is being written by another train.py (pid {pid} on {where}, started "
-            f"{holder.get('started', '?')}); wait for it to finish, or stop it (kill {pid}) and run the same "
-            "command again to resume, or use another --model_dir")
+    container = holder.get("container", bool(CONTAINER_ID.fullmatch(str(host))))  # older records: by the name
+    if host == socket.gethostname() and pid != 1:
+        who, stop = f"pid {pid} on this machine", f"stop it (kill {pid})"
+    elif container:  # its PID 1 is the container's main process: `kill 1` in here would signal our own init
+        who, stop = f"pid {pid} in container {host}", f"stop that container (docker stop {host}; a Kubernetes pod: " \
+            "kubectl delete pod)"
+    else:
+        who, stop = f"pid {pid} on host {host}", f"stop it there (kill {pid} on {host})"
+    return (f"--model_dir={directory} is being written by another train.py ({who}, started "
+            f"{holder.get('started', '?')}); wait for it to finish, or {stop} and run the same command again to "
+            "resume, or use another --model_dir")

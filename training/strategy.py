@@ -87,3 +87,21 @@ def describe(strategy):
     name = ("MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
             else type(strategy).__name__)
     return f"{name} with {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}"
+
+
+def from_chief(strategy):
+    """broadcast(value) -> the chief's value of an int, on every worker of a multi-worker run (a collective every
+    worker must call); None off multi-worker, where this process is the chief."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
+
+    def broadcast(value):
+        @tf.function
+        def chiefs():
+            # Global replica 0 is the chief's first: only its value enters the sum.
+            def mine():
+                first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+                return tf.where(first, tf.constant(value, tf.int64), tf.constant(0, tf.int64))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(mine), axis=None)
+        return int(chiefs())
+    return broadcast
