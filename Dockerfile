@@ -1,8 +1,12 @@
 # GPU image for train.py (eval.py, predict.py, export.py and benchmark.py run with --entrypoint python).
+# README 'Docker' has every command; in short:
 #   docker build -t resnet-v2 .
-#   docker run --gpus all -v $HOME/tensorflow_datasets:/data -v $PWD/runs:/runs resnet-v2 \
-#       --dataset=cifar10 --depth=50 --data_dir=/data --model_dir=/runs/cifar10_resnet_v2_50
-FROM tensorflow/tensorflow:2.21.0-gpu
+#   mkdir -p runs && docker run --gpus all --user "$(id -u):$(id -g)" -v "$HOME/tensorflow_datasets:/data" \
+#       -v "$PWD/runs:/runs" resnet-v2 --dataset=cifar10 --depth=50 --model_dir=/runs/cifar10_resnet_v2_50
+# BASE_IMAGE: the official TensorFlow GPU image. Any image with Python 3.11 and pip builds the same tool for CPUs
+# (how the build is tested where registries can't be reached: README 'Docker').
+ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu
+FROM ${BASE_IMAGE}
 
 WORKDIR /app
 COPY requirements.txt .
@@ -14,9 +18,14 @@ COPY training/ training/
 COPY inference/ inference/
 COPY train.py eval.py benchmark.py predict.py export.py pretrained.py ./
 
+# PYTHONUNBUFFERED: `docker logs` shows each line when it is printed, and a killed container keeps its output.
+# HOME and MPLCONFIGDIR: writable under any --user (Keras' download cache, matplotlib's config).
 # tfds reads and writes datasets under /data; each GPU gets its own host threads for kernel launches.
-ENV TFDS_DATA_DIR=/data \
+# No VOLUME: the README's commands mount /data and /runs themselves, so no anonymous volume is left behind.
+ENV PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    TFDS_DATA_DIR=/data \
     TF_GPU_THREAD_MODE=gpu_private \
     TF_CPP_MIN_LOG_LEVEL=2
-VOLUME ["/data", "/runs"]
 ENTRYPOINT ["python", "train.py"]
