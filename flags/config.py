@@ -12,8 +12,9 @@ class ConfigError(ValueError):
     """A flag value that can't work, with what to use instead."""
 
 
-def make_config(flag_values):
-    """(Config, DatasetInfo) from absl flag values; raises ConfigError or data.DataError with a one-line message."""
+def make_config(flag_values, out=print):
+    """(Config, DatasetInfo) from absl flag values; raises ConfigError or data.DataError with a one-line message,
+    and prints a warning where a flag can't do what it says (a decay point past the end)."""
     f = flag_values
     _check_non_negative(f, "keep_best", "train_epochs", "train_steps", "learning_rate", "warmup_epochs", "weight_decay",
                         "label_smoothing", "momentum", "ema_decay", "cutout", "randaugment_layers",
@@ -35,10 +36,10 @@ def make_config(flag_values):
     steps_per_epoch = info.num_train // batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch_size={batch_size} is larger than the {info.num_train} training examples")
-    decay_epochs = tuple(float(e) for e in pick("lr_decay_epochs"))
     train_steps = f.train_steps if f.train_steps is not None else round(pick("train_epochs") * steps_per_epoch)
     if train_steps <= 0:
         raise ConfigError("nothing to train: give --train_steps or --train_epochs greater than 0")
+    decay_epochs = _decay_epochs(f, recipe, train_steps / steps_per_epoch, out)
     ema_decay = pick("ema_decay")
     if ema_decay >= 1:
         raise ConfigError(f"--ema_decay must be below 1 (e.g. 0.9999), got {ema_decay}")
@@ -60,6 +61,21 @@ def make_config(flag_values):
         ema_decay=ema_decay, cutout=pick("cutout"), randaugment_layers=pick("randaugment_layers"),
         randaugment_magnitude=pick("randaugment_magnitude"), precise_bn_examples=f.precise_bn_examples,
         worker_join_timeout=f.worker_join_timeout, **mixing), info
+
+
+def _decay_epochs(f, recipe, train_epochs, out):
+    """--lr_decay_epochs as given, else the recipe's fractions of this run; warns of a point the run never reaches."""
+    if f.lr_decay_epochs is None:
+        return recipes.decay_epochs(recipe, train_epochs)
+    try:
+        epochs = tuple(float(e) for e in f.lr_decay_epochs)
+    except ValueError:
+        raise ConfigError(f"--lr_decay_epochs takes epochs, e.g. 15,22.5, not {','.join(f.lr_decay_epochs)}") from None
+    late = [e for e in epochs if e >= train_epochs]
+    if late and (f.lr_schedule or recipe["lr_schedule"]) == "piecewise":
+        out(f"warning: --lr_decay_epochs={','.join(f'{e:g}' for e in late)} lies past the end of this "
+            f"{train_epochs:g}-epoch run: the learning rate never decays there")
+    return epochs
 
 
 def _mix_probabilities(f, mixup_alpha, cutmix_alpha):

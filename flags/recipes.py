@@ -9,7 +9,7 @@ BASE = {
     "momentum": 0.9,
     "weight_decay": 2e-4,
     "train_epochs": 182,           # 64k steps at batch 128 on CIFAR's 50k images
-    "lr_decay_epochs": (91, 136),  # x0.1 at 32k and 48k steps
+    "lr_decay_fractions": (0.5, 0.75),  # of the run: x0.1 at 32k and 48k of 64k steps (epochs 91, 136.5 of 182)
     "warmup_epochs": 0.0,
     "lr_schedule": "piecewise",
     "label_smoothing": 0.0,
@@ -27,7 +27,7 @@ LARGE_IMAGES = {
     "lr_batch_denominator": 256,
     "weight_decay": 1e-4,
     "train_epochs": 90,
-    "lr_decay_epochs": (30, 60, 80),
+    "lr_decay_fractions": (1 / 3, 2 / 3, 8 / 9),  # epochs 30, 60, 80 of 90
     "warmup_epochs": 5.0,
 }
 
@@ -59,3 +59,9 @@ def recipe(small_images, name=DEFAULT_RECIPE):
     if name == "modern":
         base.update({**MODERN, **(MODERN_SMALL if small_images else MODERN_LARGE)})
     return base
+
+
+def decay_epochs(recipe, train_epochs):
+    """A piecewise schedule's decay points, in epochs of this run: the recipe's fractions of its length, so that a
+    run shortened with --train_epochs still decays (at 30 epochs: 15 and 22.5)."""
+    return tuple(round(fraction * train_epochs, 4) for fraction in recipe["lr_decay_fractions"])

@@ -60,7 +60,7 @@ def imported_config(source, model_dir, imported, image_size):
         sync_bn=False, bn_momentum=0.997, batch_size=recipe["batch_size"], train_steps=0,
         steps_per_epoch=imagenet.NUM_TRAIN // recipe["batch_size"], learning_rate=recipe["learning_rate"],
         lr_batch_denominator=recipe["lr_batch_denominator"], lr_schedule="piecewise",
-        lr_decay_epochs=recipe["lr_decay_epochs"], warmup_epochs=recipe["warmup_epochs"],
+        lr_decay_epochs=recipes.decay_epochs(recipe, recipe["train_epochs"]), warmup_epochs=recipe["warmup_epochs"],
         momentum=recipe["momentum"], nesterov=False, weight_decay=recipe["weight_decay"], label_smoothing=0.0,
         epochs_between_evals=1.0, steps_per_loop=1, log_every_steps=100, keep_checkpoints=1, keep_best=0,
         nan_policy="stop", debug_nan_at_step=None, seed=0, deterministic=False, dtype="float32", xla=False,
