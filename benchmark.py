@@ -34,7 +34,7 @@ flags.DEFINE_string("data", None, "Feed batches from this dataset's training pip
                     "fixed random inputs; sets --image_size and --num_classes.")
 flags.DEFINE_string("data_dir", None, "tfds data directory for --data.")
 flags.DEFINE_string("profile_dir", None, "Trace the timed batches of each mode with tf.profiler into "
-                    "PROFILE_DIR/<mode>; python -m training.op_profile DIR... sums traces by op type, side by side.")
+                    "PROFILE_DIR/<mode>; python -m training.benchmark.op_profile DIR... sums traces by op type, side by side.")
 flags.DEFINE_bool("peak", False, "Only time a 2048x2048 matmul (in --dtype): the machine's practical peak.")
 flags.adopt_module_key_flags(shared)  # --help lists them with this tool's own
 FLAGS = flags.FLAGS
@@ -80,7 +80,8 @@ def main(argv):
         sys.exit("error: --mode=train needs the logits: drop --noinclude_top")
     import data
     import model
-    from training import precision, timing
+    from training.benchmark import timing
+    from training.compute import precision
 
     bad_modes = [m for m in FLAGS.mode if m not in timing.MODES]
     if bad_modes or not FLAGS.mode:

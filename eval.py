@@ -30,8 +30,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     import data
-    from flags import logs
-    from training import checkpoint_eval, strategy
+    from training.distribute import strategy
+    from training.evaluation import checkpoint_eval
     logs.quiet()
     config = checkpoint_eval.EvalConfig(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.dataset, FLAGS.data_dir,
                                         FLAGS.batch_size, FLAGS.watch, FLAGS.timeout, FLAGS.tta, FLAGS.raw_weights,

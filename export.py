@@ -31,9 +31,8 @@ def main(argv):
     import shutil
     import tensorflow as tf
     import data
-    from flags import logs
     from inference import export, trained
-    from training import precision
+    from training.compute import precision
     logs.quiet()
     if os.path.exists(FLAGS.export_dir):
         logs.fail(f"--export_dir={FLAGS.export_dir} already exists; remove it or choose another")

@@ -28,9 +28,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     import time
     import data
-    from flags import logs
     from inference import export, predict, trained
-    from training import precision
+    from training.compute import precision
     logs.quiet()
     paths = predict.list_images(argv[1:])
     if not paths:

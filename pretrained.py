@@ -24,14 +24,15 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     import sys
-    from flags import logs
+    from flags import recipes
     from model import pretrained as weights
-    from training import pretrained
+    from training.rundir import pretrained
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags look like --source=keras:resnet50v2")
     logs.quiet()
     try:
-        pretrained.import_run(FLAGS.source, FLAGS.model_dir, FLAGS.depth, FLAGS.image_size)
+        pretrained.import_run(FLAGS.source, FLAGS.model_dir, recipes.published_imagenet(), FLAGS.depth,
+                              FLAGS.image_size)
     except (weights.WeightsError, pretrained.TrainingError) as e:
         logs.fail(e)
 

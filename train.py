@@ -6,7 +6,7 @@
 import os
 import sys
 
-from training import preemption
+from training.loop import preemption
 
 preemption.exit_on_signal("nothing new to save; run the same command to resume")  # until training takes over
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,10 +26,12 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags look like --depth=50")
     import data
-    from training import loop, strategy
+    from training.distribute import strategy
+    from training.loop import run as loop
     flags.logs.quiet()
     strategy.split_cpu(FLAGS.cpu_devices)  # before any TensorFlow op touches the devices
-    from training import checkpoints, failures
+    from training.distribute import failures
+    from training.rundir import checkpoints
     try:
         config, info = flags.make_config(FLAGS)
         loop.run(config, info)

@@ -65,3 +65,10 @@ def decay_epochs(recipe, train_epochs):
     """A piecewise schedule's decay points, in epochs of this run: the recipe's fractions of its length, so that a
     run shortened with --train_epochs still decays (at 30 epochs: 15 and 22.5)."""
     return tuple(round(fraction * train_epochs, 4) for fraction in recipe["lr_decay_fractions"])
+
+
+def published_imagenet():
+    """The classic ImageNet recipe (Goyal et al.) with its decay points in epochs: what a run of imported weights
+    records (pretrained.py; it is never trained)."""
+    imagenet = recipe(small_images=False, name="classic")
+    return {**imagenet, "lr_decay_epochs": decay_epochs(imagenet, imagenet["train_epochs"])}

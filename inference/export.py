@@ -3,7 +3,7 @@ the run's eval preprocessing, and returns probabilities, the top-k classes and t
 import tensorflow as tf
 
 from inference import trained
-from training import step as steps
+from training.compute import step as steps
 
 BYTES_SIGNATURE, IMAGES_SIGNATURE = "serving_default", "images"
 

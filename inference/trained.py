@@ -7,7 +7,8 @@ import tensorflow as tf
 
 import data
 from data import preprocessing
-from training import checkpoints, network, run_dir
+from training.compute import network
+from training.rundir import checkpoints, run_dir
 
 
 class LoadError(Exception):

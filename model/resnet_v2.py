@@ -122,7 +122,7 @@ class BatchNormalization(layers.BatchNormalization):
     are Keras' own, so checkpoints are unaffected.
 
     update_moving_statistics=False (read when a call is traced): training mode normalizes with the batch's
-    statistics but leaves the moving ones alone, for recomputing them (training/bn_stats.py).
+    statistics but leaves the moving ones alone, for recomputing them (training/compute/bn_stats.py).
     """
     update_moving_statistics = True
 

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
-from training.strategy import split_cpu  # noqa: E402
+from training.distribute.strategy import split_cpu  # noqa: E402
 
 split_cpu(2)
 

@@ -57,7 +57,7 @@ class Config:
     init_checkpoint: str | None = None  # a run dir or checkpoint to warm-start a new run from
     freeze_backbone: bool = False       # train only the classifier
     model: str = "resnet_v2"            # a key of model.MODELS; depth, unit, arch and width are the ResNet's
-    # the modern recipe's parts (flags/recipes.py); precise batch norm (training/bn_stats.py)
+    # the modern recipe's parts (flags/recipes.py); precise batch norm (training/compute/bn_stats.py)
     recipe: str = "classic"
     ema_decay: float = 0.0
     cutout: int = 0

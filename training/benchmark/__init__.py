@@ -1,0 +1,1 @@
+"""The book chapter's timing of networks (benchmark.py) and the op profile of its traces."""

@@ -1,0 +1,26 @@
+"""The network a run's config describes: one place turns a Config (or a run's saved config.json) into a model."""
+import dataclasses
+
+import model as resnet
+from training.compute import precision
+
+# The head every model of the family names "logits": fine-tuning replaces it, freezing keeps everything else.
+HEAD = "logits"
+
+
+def create(config, num_classes, dtype=None):
+    """(keras.Model, spec) for a training Config or the dict of a saved config.json, computing in `dtype` (default:
+    the run's own, so that eval.py reproduces the numbers the run's evaluations logged)."""
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    with precision.building(dtype or fields["dtype"]):
+        return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
+                                   unit=fields["unit"], arch=fields["arch"], width=fields["width"],
+                                   sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],
+                                   include_top=fields.get("include_top", True))
+
+
+def freeze_backbone(net):
+    """Makes every layer but the head non-trainable. Frozen batch norm normalizes with its moving statistics and
+    leaves them as they are (Keras' transfer-learning convention)."""
+    for layer in net.layers:
+        layer.trainable = layer.name == HEAD

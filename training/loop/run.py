@@ -1,0 +1,235 @@
+"""The training loop: build under the strategy, resume, then train in counted steps with logging, eval and
+checkpoints as "every N steps" blocks."""
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+import data
+from training.compute import bn_stats, ema as averaging, network, optimizer as optim, precision, step as steps
+from training.distribute import failures, strategy as strategies
+from training.errors import TrainingError
+from training.evaluation import evaluator as evaluation
+from training.loop import preemption
+from training.loop.blocks import Blocks, Window, make_train_loop, steps_until_event
+from training.rundir import checkpoints, run_dir, run_lock, summaries, warm_start
+
+__all__ = ["TrainingError", "Stopped", "run"]
+
+
+class Stopped(Exception):
+    """Training stopped by a signal after checkpointing; `status` is the process exit status to use."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def run(config, info, out=print):
+    """Trains the run in config.model_dir from its latest checkpoint (or from scratch); returns the final metrics.
+
+    Raises TrainingError (bad setup, non-finite loss, full disk, another process writing the run), Stopped
+    (SIGTERM/SIGINT, after a checkpoint) or failures.PeerLost (a worker of a multi-worker run was lost)."""
+    task = strategies.task() if config.strategy == "multi_worker" else None
+    run_dir.check_compatible(config)  # read-only, before the lock: a refused run leaves even LOCK untouched
+    with lock(config.model_dir, task, out):
+        return train(config, info, out)
+
+
+def lock(model_dir, task, out):
+    """The run's one-writer lock, on the directory this process writes (a worker's own under multi-worker)."""
+    directory = model_dir if task is None or task.is_chief else os.path.join(model_dir, "workers", str(task.index))
+    try:
+        return run_lock.Lock(directory, out)
+    except run_lock.RunLocked as e:
+        raise TrainingError(str(e)) from None
+    except OSError as e:
+        raise run_dir.unwritable(model_dir, e) from None
+
+
+def train(config, info, out=print):
+    strategy = strategies.create(config.strategy, config.num_gpus, config.worker_join_timeout, out)
+    strategies.check_batch_size(strategy, config.batch_size)
+    chief = strategies.is_chief(strategy)
+    info = warm_start.normalization(config, info)
+    config = precision.resolve_config(config, run_dir.read_config(config.model_dir) if chief else None,
+                                      strategies.from_chief(strategy), out)
+    out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
+        f"({config.steps_per_epoch} steps per epoch)")
+    out(config.describe_recipe())
+    net, opt, ema = build(config, info, strategy)
+    run_dir.check_writable(config.model_dir, net)
+    ckpts = checkpoints.Checkpoints(config.model_dir, config.keep_checkpoints, chief, strategies.worker_id(strategy),
+                                    keep_best=config.keep_best, out=out, model=net, optimizer=opt,
+                                    **({"ema": ema} if ema else {}))
+    step = resume_or_warm_start(ckpts, net, config, out)
+    writers = run_dir.start(config, info, strategy, chief, step)
+    augment = data.Augment(**config.augment())
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
+                                            seed=config.seed, start_step=step, input_context=ctx,
+                                            deterministic=config.deterministic, augment=augment)))
+    train_step = steps.make_train_step(
+        net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
+        label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
+        poison_step=config.debug_nan_at_step)
+    evaluate = Evaluation(evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir), ema,
+                          bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=config.batch_size,
+                                                    examples=config.precise_bn_examples, seed=config.seed,
+                                                    data_dir=config.data_dir), out)
+    progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
+    metrics, window = None, Window()
+    metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step, ema=ema is not None)
+    profiler = summaries.Profiler(config.model_dir, config.profile_steps, out)
+
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with preemption.Preemption() as signals, failures.Guard(multi_worker, info, config.data_dir, lambda: step,
+                                                            lambda: ckpts.latest):
+        blocks = Blocks(make_train_loop(strategy, train_step, config.xla, ema, signals.flag, opt))
+        while step < config.train_steps:
+            profiler.before(step)
+            ran, sums, first_bad, stop_votes = blocks(iterator, step, min(config.steps_per_loop,
+                                                                           steps_until_event(step, config)))
+            profiler.after(step + ran)
+            check_finite(first_bad, sums, config, ckpts, out)
+            window.add(sums, ran)
+            step += ran
+            row = {}
+            if step % config.log_every_steps == 0 or step == config.train_steps:
+                row = log(step, window.take(), opt, progress, writers[0], config)
+            stop = stop_votes.sum() > 0 and step < config.train_steps  # at the last step, finish
+            epoch_end = step % config.steps_per_epoch == 0 or step == config.train_steps
+            eval_due = step % config.eval_every_steps == 0 or step == config.train_steps
+            if epoch_end or eval_due:  # whether or not a stop came: a resumed run recomputes the same
+                evaluate.refresh_statistics()
+            if epoch_end or stop:
+                ckpts.save(step, step // config.steps_per_epoch)
+            if eval_due and not stop:
+                metrics = evaluate()
+                row.update(report_eval(step, metrics, writers[1:], ckpts, out))
+            metrics_csv.write(step, step / config.steps_per_epoch, row)
+            if stop:
+                raise stopped(step, ckpts, blocks, signals, stop_votes)
+        metrics = metrics or evaluate()
+        if chief:
+            ckpts.mark_done(step)
+    averaged = f"  EMA top-1 {metrics['ema']['top_1']:.4f}" if "ema" in metrics else ""
+    out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}{averaged}  "
+        f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
+    return metrics
+
+
+def stopped(step, ckpts, blocks, signals, votes):
+    """The Stopped exception of a run that a signal stopped after `step`, with the two times a grace period must
+    cover: a step, and the checkpoint."""
+    compiled = " with the compilation" if blocks.calls == 1 else ""
+    times = f"steps took {blocks.seconds_per_step:.2f} s{compiled}; the checkpoint took {ckpts.seconds:.1f} s"
+    if signals.requested:
+        what = (f"stopped by {preemption.NAMES[signals.signal]} at step {step}, {signals.seconds_since():.1f} s "
+                f"after the signal ({times})")
+    else:
+        what = f"stopped at step {step} because another worker was signalled ({times})"
+    return Stopped(f"{what}; checkpoint {ckpts.latest} written; run the same command to resume",
+                   preemption.exit_status(votes))
+
+
+def resume_or_warm_start(ckpts, net, config, out):
+    """The step to continue from: the run's own latest checkpoint, else 0 with --init_checkpoint's weights."""
+    step = ckpts.restore_latest()
+    if step:
+        ignored = "; --init_checkpoint ignored" if config.init_checkpoint else ""
+        out(f"resuming from {ckpts.restored} at step {step}{ignored}")
+    elif config.init_checkpoint:
+        warm_start.warm_start(net, config, out)
+    return step
+
+
+class Evaluation:
+    """The evaluations of a run: precise batch-norm statistics for the weights and for their EMA, then the test
+    split with each."""
+
+    def __init__(self, evaluator, ema, precise, out=print):
+        self.evaluator, self.ema, self.precise, self.out = evaluator, ema, precise, out
+
+    def refresh_statistics(self):
+        """Recomputes the batch-norm statistics of the weights, and of the EMA with its weights swapped in."""
+        line = self.precise.recompute()
+        if self.ema is not None and self.precise.layers:
+            with self.ema.swapped_in():
+                self.precise.recompute()
+                self.ema.keep_statistics()
+        if line:
+            self.out(line + (" (and as much again for the EMA)" if self.ema is not None else ""))
+
+    def __call__(self):
+        """The raw weights' metrics, with the EMA's under 'ema' when the run has one, and the 'seconds' it took."""
+        started = time.perf_counter()
+        metrics = self.evaluator()
+        if self.ema is not None:
+            with self.ema.swapped_in():
+                metrics["ema"] = self.evaluator()
+        metrics["seconds"] = time.perf_counter() - started
+        return metrics
+
+
+def build(config, info, strategy):
+    """Model, optimizer and weight EMA (None without --ema_decay) under the strategy's scope, the optimizer built
+    before the first step."""
+    keras.utils.set_random_seed(config.seed)
+    steps.set_graph_rewrites()
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    precision.set_global(config.dtype)
+    schedule = optim.Schedule(
+        base_lr=config.lr, total_steps=config.train_steps, kind=config.lr_schedule,
+        warmup_steps=round(config.warmup_epochs * config.steps_per_epoch),
+        boundaries=tuple(round(e * config.steps_per_epoch) for e in config.lr_decay_epochs))
+    with strategy.scope():
+        net, _ = network.create(config, info.num_classes)
+        if config.freeze_backbone:
+            network.freeze_backbone(net)
+        opt = optim.create(schedule, config.momentum, config.nesterov, loss_scaling=config.dtype == "float16")
+        opt.build(net.trainable_variables)
+        ema = averaging.WeightEma(net, config.ema_decay) if config.ema_decay else None
+    return net, opt, ema
+
+
+def check_finite(first_bad, sums, config, ckpts, out):
+    """--nan_policy=stop: raise before anything is saved; skip_batch: say how many steps were skipped."""
+    if first_bad < 0:
+        return
+    if config.nan_policy == "stop":
+        raise TrainingError(f"the loss was not finite at step {first_bad}; stopped without saving, the last good "
+                            f"checkpoint is {ckpts.latest}; lower --learning_rate, check the data, or pass "
+                            "--nan_policy=skip_batch")
+    out(f"warning: skipped {int(float(sums['nonfinite']))} step(s) with a non-finite loss, the first at step "
+        f"{first_bad} (--nan_policy=skip_batch)")
+
+
+def log(step, metrics, opt, progress, writer, config):
+    """Console line and TensorBoard scalars; returns the metrics.csv columns."""
+    lr = float(opt.learning_rate)
+    steps_per_s = progress.log(step, metrics, lr)
+    summaries.scalars(writer, step, {**metrics, "learning_rate": lr, "steps_per_second": steps_per_s,
+                                     "examples_per_second": steps_per_s * config.batch_size})
+    return {"train_loss": metrics["loss"], "train_top_1": metrics["top_1"], "learning_rate": lr,
+            "images_per_second": steps_per_s * config.batch_size}
+
+
+def report_eval(step, metrics, writers, ckpts, out):
+    """Console line, TensorBoard (eval/, and eval_ema/ for the EMA), best checkpoints (by the EMA's top-1 when
+    the run has one: it is what eval.py, predict.py and export.py use); returns the metrics.csv columns."""
+    averaged = metrics.get("ema")
+    rank = ckpts.consider_best(step, averaged or metrics)
+    best = f" (kept as best #{rank})" if rank else ""
+    ema_part = f"  EMA top-1 {averaged['top_1']:.4f}  top-5 {averaged['top_5']:.4f}" if averaged else ""
+    out(f"eval at step {step}: top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
+        f"loss {metrics['loss']:.4f}{ema_part}  ({metrics['num_examples']} examples in {metrics['seconds']:.1f} s)"
+        f"{best}")
+    columns = {}
+    for prefix, values, writer in (("eval", metrics, writers[0]), ("eval_ema", averaged, writers[-1])):
+        if values:
+            summaries.scalars(writer, step, {k: values[k] for k in ("loss", "top_1", "top_5")})
+            columns.update({f"{prefix}_{k}": values[k] for k in ("loss", "top_1", "top_5")})
+    return columns
