@@ -49,10 +49,10 @@ def test_environment_logs_live_and_suits_any_user_and_no_volume_is_declared():
     assert not re.search(r"^\s*VOLUME", text, re.MULTILINE)
 
 
-def readme_docker_commands():
-    """The commands of README's Docker section, continuation lines joined, each split as a shell would."""
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    section = readme.split("\n## Docker\n", 1)[1].split("\n## ", 1)[0]
+def docker_commands():
+    """The commands of the manual's Docker section, continuation lines joined, each split as a shell would."""
+    manual = open(os.path.join(ROOT, "docs", "distributed.md")).read()
+    section = manual.split("\n## Docker\n", 1)[1].split("\n## ", 1)[0]
     block = section.split("```\n", 2)[1]
     text = re.sub(r"\\\n\s*", " ", block)
     return [shlex.split(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -65,8 +65,8 @@ def tool_flags(command):
     return set(re.findall(r"^\s+--(?:\[no\])?(\w+)", result.stdout, re.MULTILINE))
 
 
-def test_the_readmes_docker_commands_name_only_real_flags_files_and_mounts():
-    commands = readme_docker_commands()
+def test_the_manuals_docker_commands_name_only_real_flags_files_and_mounts():
+    commands = docker_commands()
     runs = [c for c in commands if c[:2] == ["docker", "run"]]
     assert len(runs) >= 7 and ["docker", "build", "-t", "resnet-v2", "."] in commands
     help_cache, names = {}, set()
