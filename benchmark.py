@@ -35,6 +35,9 @@ flags.DEFINE_string("data", None, "Feed batches from this dataset's training pip
 flags.DEFINE_string("data_dir", None, "tfds data directory for --data.")
 flags.DEFINE_string("profile_dir", None, "Trace the timed batches of each mode with tf.profiler into "
                     "PROFILE_DIR/<mode>; python -m training.benchmark.op_profile DIR... sums traces by op type, side by side.")
+flags.DEFINE_string("exported", None, "Time every format of an export.py --export_dir (batch 1 latency, batch 32 "
+                    "throughput, each on its own runtime) and print its table beside the verification model_card.json "
+                    "recorded.")
 flags.DEFINE_bool("peak", False, "Only time a 2048x2048 matmul (in --dtype): the machine's practical peak.")
 flags.adopt_module_key_flags(shared)  # --help lists them with this tool's own
 FLAGS = flags.FLAGS
@@ -89,6 +92,14 @@ def main(argv):
     # The first line says what is timed on: numbers from another CPU (or its bf16/AMX units) don't compare.
     choice, hardware = precision.choose(**shared.dtype_request(FLAGS, "benchmark.py"), num_gpus=1)  # GPU 0, if any
     print(hardware.describe())
+    if FLAGS.exported:
+        from inference import verify
+        try:
+            lines = verify.retime(FLAGS.exported)
+        except verify.VerificationError as e:
+            sys.exit(f"error: {e}")
+        print("\n".join(lines))
+        return
     print(choice.line())
     if FLAGS.peak:
         print(f"peak: {timing.matmul_peak(dtype=choice.dtype):.1f} GFLOP/s (2048x2048 {choice.dtype} matmul, best "

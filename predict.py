@@ -12,7 +12,9 @@ from absl import flags  # noqa: E402
 
 from flags import logs, shared  # noqa: E402
 
-flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
+flags.DEFINE_string("model_dir", None, "The run directory of train.py (or give --model).")
+flags.DEFINE_string("model", None, "An export instead of a run: export.py's --export_dir (its SavedModel), or a "
+                    ".tflite or .onnx file in it, fed as its model_card.json says.")
 shared.define_checkpoint()
 shared.define_tta()
 shared.define_raw_weights()
@@ -28,8 +30,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     import time
     import data
-    from inference import export, predict, trained
-    from training.compute import precision
+    from inference import predict
     logs.quiet()
     paths = predict.list_images(argv[1:])
     if not paths:
@@ -41,16 +42,7 @@ def main(argv):
         open(FLAGS.output, "a").close()  # a bad --output fails now, not after every image is classified
     except OSError as e:
         logs.fail(f"can't write --output={FLAGS.output}: {e.strerror or e}")
-    choice, _ = precision.choose(**shared.dtype_request(FLAGS, "predict.py"), num_gpus=1)  # the first GPU, if any
-    print(choice.line(), flush=True)
-    try:
-        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype)
-    except (trained.LoadError, data.DataError) as e:
-        logs.fail(e)
-    try:
-        classifier = export.Classifier(model, FLAGS.top_k, FLAGS.tta)
-    except ValueError as e:
-        logs.fail(e)
+    classifier, what = load_classifier()
     start, rows = time.perf_counter(), []
     for row in predict.predict(classifier, paths, FLAGS.batch_size):
         print(predict.console_line(row), flush=True)
@@ -62,9 +54,35 @@ def main(argv):
     errors = sum(bool(r["error"]) for r in rows)
     seconds = time.perf_counter() - start
     print(f"predicted {len(rows) - errors} images ({errors} unreadable) in {seconds:.1f} s "
-          f"({len(rows) / seconds:.1f} images/s, {choice.dtype}) with {model.checkpoint} (step {model.step}"
-          f"{', EMA weights' if model.averaged else ''}); "
-          f"wrote {FLAGS.output}")
+          f"({len(rows) / seconds:.1f} images/s) with {what}; wrote {FLAGS.output}")
+
+
+def load_classifier():
+    """(classifier, what it is) of --model_dir or --model; a one-line error for anything else."""
+    import data
+    from inference import export, exported, trained
+    from training.compute import precision
+    if (FLAGS.model_dir is None) == (FLAGS.model is None):
+        logs.fail("give --model_dir (a run) or --model (an export), one of them")
+    if FLAGS.model is not None:
+        given = [f"--{n}" for n in ("checkpoint", "raw_weights", "dtype") if FLAGS[n].present]
+        if given or FLAGS.tta != "none":
+            logs.fail(f"{', '.join(given + (['--tta'] if FLAGS.tta != 'none' else []))} apply to --model_dir: an "
+                      "export holds its weights and precision")
+        try:
+            classifier = exported.ExportedClassifier(FLAGS.model, FLAGS.top_k)
+        except exported.ExportError as e:
+            logs.fail(e)
+        return classifier, classifier.description
+    choice, _ = precision.choose(**shared.dtype_request(FLAGS, "predict.py"), num_gpus=1)  # the first GPU, if any
+    print(choice.line(), flush=True)
+    try:
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype)
+        classifier = export.Classifier(model, FLAGS.top_k, FLAGS.tta)
+    except (trained.LoadError, data.DataError, ValueError) as e:
+        logs.fail(e)
+    return classifier, (f"{model.checkpoint} (step {model.step}{', EMA weights' if model.averaged else ''}, "
+                        f"{choice.dtype})")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 from data.augment import Augment
 from data.datasets import get_info
 from data.info import DataError, DatasetInfo
-from data.pipeline import make_eval_dataset, make_train_dataset
+from data.pipeline import make_eval_dataset, make_pixel_dataset, make_train_dataset
 
-__all__ = ["Augment", "DataError", "DatasetInfo", "get_info", "make_eval_dataset", "make_train_dataset"]
+__all__ = ["Augment", "DataError", "DatasetInfo", "get_info", "make_eval_dataset", "make_pixel_dataset",
+           "make_train_dataset"]

@@ -97,6 +97,28 @@ def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glob
     return ds.with_options(_options(deterministic=True))
 
 
+def make_pixel_dataset(info: DatasetInfo, split: str, *, data_dir: Optional[str] = None,
+                       limit: Optional[int] = None, spread: bool = False) -> tf.data.Dataset:
+    """Up to `limit` examples of `split` as an exported model takes them, one at a time: (raw, pixels, label).
+    raw is the stored image (uint8 [S, S, 3] for small images, encoded bytes otherwise), pixels its eval transform
+    before the normalization (preprocessing.eval_pixels: float32 0-255, [S, S, 3]). spread: examples evenly
+    spaced over the split (a calibration set then spans every class of a folder, which is sorted by class; a
+    streamed tfds split takes the first files of a seeded file order instead), else the first ones in order."""
+    source = load_split(info, split, data_dir, shuffle_seed=0 if spread else None)
+    count = source.size if limit is None else min(limit, source.size)
+    if spread and source.lookup is not None:
+        indices = tf.cast(tf.linspace(0.0, float(source.size - 1), count), tf.int64)
+        records = tf.data.Dataset.from_tensor_slices(indices).map(source.lookup)
+    else:
+        records = source.records.take(count)
+
+    def transform(raw, label):
+        image = raw if info.small_images else preprocessing.decode(raw)
+        return raw, preprocessing.eval_pixels(image, info.image_size, info.small_images), label
+
+    return records.map(transform, num_parallel_calls=tf.data.AUTOTUNE).with_options(_options(deterministic=True))
+
+
 def _train_transform(info: DatasetInfo, seed: int, augment: augmentations.Augment):
     """(epoch, example index, raw, label) -> (augmented normalized image, label[, its seed for mixing]), seeded
     by (seed, epoch, index)."""

@@ -75,13 +75,20 @@ def eval_image(image, image_size: int, small_images: bool, mean, std, margin: bo
     """The eval transform of one decoded uint8 image of any size, as the eval pipeline applies it: normalized
     float32 [image_size, image_size, 3]. What predict.py and exported models use. margin (large images): the
     whole central square the crop is taken from (256 px for 224), for tta_views' five crops."""
+    return normalize(eval_pixels(image, image_size, small_images, margin), mean, std)
+
+
+def eval_pixels(image, image_size: int, small_images: bool, margin: bool = False):
+    """eval_image before the normalization: float32 pixels 0-255 [image_size, image_size, 3], what TFLite and ONNX
+    exports take (they normalize inside). Small images: fit_small (a CIFAR image unchanged); large ones: the
+    shorter side resized to image_size / 0.875, then the central crop."""
     if small_images:
         image = fit_small(image, image_size)  # an image of the model's size comes back unchanged (tested)
     elif margin:
         image = center_crop(image, tta_size(image_size), fraction=1.0)
     else:
         image = center_crop(image, image_size)
-    return normalize(image, mean, std)
+    return tf.cast(image, tf.float32)
 
 
 def tta_size(image_size: int):

@@ -4,6 +4,7 @@ import csv
 import os
 import re
 
+import numpy as np
 import tensorflow as tf
 
 from data.folder import IMAGE_EXTENSIONS
@@ -54,8 +55,8 @@ def _classify(classifier, paths, encoded, errors):
         for path, one in zip(paths, encoded):
             results.update(_classify(classifier, [path], [one], errors))
         return results
-    names = outputs["top_k_class_names"].numpy()
-    probabilities = outputs["top_k_probabilities"].numpy()
+    names = np.asarray(outputs["top_k_class_names"])  # tensors (the run's SavedModel classifier) or arrays (exports)
+    probabilities = np.asarray(outputs["top_k_probabilities"])
     return {path: list(zip([n.decode() for n in names[i]], probabilities[i].tolist()))
             for i, path in enumerate(paths)}
 

@@ -22,6 +22,7 @@ class TrainedModel:
     checkpoint: str
     step: int
     averaged: bool = False  # the weights are the run's EMA
+    data_dir: str | None = None  # where the run read its dataset (config.json)
 
 
 def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32"):
@@ -44,7 +45,7 @@ def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32"):
         step, averaged = checkpoints.restore_weights(path, net, raw_weights)
     except checkpoints.CheckpointError as e:
         raise LoadError(str(e)) from None
-    return TrainedModel(net, info, path, step, averaged)
+    return TrainedModel(net, info, path, step, averaged, config["data_dir"])
 
 
 def preprocess_image(image, info, margin=False):
