@@ -77,6 +77,15 @@ def build(name, depth, image_size, num_classes, include_top):
     return net, f"{FLAGS.model}: {spec.variant}" + ("" if include_top else f", up to {net.layers[-1].name}")
 
 
+def print_exported(export_dir):
+    """--exported: the export's table, each format timed again here."""
+    from inference import verify
+    try:
+        print("\n".join(verify.retime(export_dir)))
+    except verify.VerificationError as e:
+        sys.exit(f"error: {e}")
+
+
 def main(argv):
     del argv
     if "train" in FLAGS.mode and not FLAGS.include_top:  # before TensorFlow's import: fail in a blink
@@ -93,13 +102,7 @@ def main(argv):
     choice, hardware = precision.choose(**shared.dtype_request(FLAGS, "benchmark.py"), num_gpus=1)  # GPU 0, if any
     print(hardware.describe())
     if FLAGS.exported:
-        from inference import verify
-        try:
-            lines = verify.retime(FLAGS.exported)
-        except verify.VerificationError as e:
-            sys.exit(f"error: {e}")
-        print("\n".join(lines))
-        return
+        return print_exported(FLAGS.exported)
     print(choice.line())
     if FLAGS.peak:
         print(f"peak: {timing.matmul_peak(dtype=choice.dtype):.1f} GFLOP/s (2048x2048 {choice.dtype} matmul, best "

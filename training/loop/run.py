@@ -65,19 +65,12 @@ def train(config, info, out=print):
                                     **({"ema": ema} if ema else {}))
     step = resume_or_warm_start(ckpts, net, config, out)
     writers = run_dir.start(config, info, strategy, chief, step)
-    augment = data.Augment(**config.augment())
-    iterator = iter(strategy.distribute_datasets_from_function(
-        lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
-                                            seed=config.seed, start_step=step, input_context=ctx,
-                                            deterministic=config.deterministic, augment=augment)))
+    iterator = train_batches(config, info, strategy, step)
     train_step = steps.make_train_step(
         net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
         label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
         poison_step=config.debug_nan_at_step)
-    evaluate = Evaluation(evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir), ema,
-                          bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=config.batch_size,
-                                                    examples=config.precise_bn_examples, seed=config.seed,
-                                                    data_dir=config.data_dir), out)
+    evaluate = Evaluation.of(config, info, strategy, net, ema, out)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
     metrics, window = None, Window()
     metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step, ema=ema is not None)
@@ -134,6 +127,15 @@ def stopped(step, ckpts, blocks, signals, votes):
                    preemption.exit_status(votes))
 
 
+def train_batches(config, info, strategy, step):
+    """The distributed iterator of training batches from `step` on (the stream is a pure function of the seed)."""
+    augment = data.Augment(**config.augment())
+    return iter(strategy.distribute_datasets_from_function(
+        lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
+                                            seed=config.seed, start_step=step, input_context=ctx,
+                                            deterministic=config.deterministic, augment=augment)))
+
+
 def resume_or_warm_start(ckpts, net, config, out):
     """The step to continue from: the run's own latest checkpoint, else 0 with --init_checkpoint's weights."""
     step = ckpts.restore_latest()
@@ -151,6 +153,15 @@ class Evaluation:
 
     def __init__(self, evaluator, ema, precise, out=print):
         self.evaluator, self.ema, self.precise, self.out = evaluator, ema, precise, out
+
+    @classmethod
+    def of(cls, config, info, strategy, net, ema, out=print):
+        """The evaluations of the run `config` describes: its test split, and precise statistics from its
+        training split."""
+        return cls(evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir), ema,
+                   bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=config.batch_size,
+                                             examples=config.precise_bn_examples, seed=config.seed,
+                                             data_dir=config.data_dir), out)
 
     def refresh_statistics(self):
         """Recomputes the batch-norm statistics of the weights, and of the EMA with its weights swapped in."""
