@@ -56,22 +56,26 @@ def define_training_flags():
     flags.DEFINE_float("learning_rate", None, "Base learning rate at batch 128 (small images) or 256 (large), "
                        f"scaled linearly with --batch_size (default {r['learning_rate']}).")
     flags.DEFINE_enum("recipe", recipes.DEFAULT_RECIPE, list(recipes.RECIPES), "classic: the papers' recipes; "
-                      "modern: cosine, label smoothing, weight EMA, and for large images RandAugment, mixup and "
-                      "cutmix. Explicit flags override it.")
+                      "scaled (default): cosine, Nesterov, weight decay scaled to the run's length; modern: scaled "
+                      "plus a weight EMA, and for large images label smoothing, RandAugment, mixup and cutmix. "
+                      "Explicit flags override it.")
     flags.DEFINE_enum("lr_schedule", None, ["piecewise", "cosine"], "Learning-rate schedule after warm-up "
-                      "(default: the recipe's, piecewise / modern cosine).")
+                      "(default: the recipe's, classic piecewise, scaled and modern cosine).")
     flags.DEFINE_list("lr_decay_epochs", None, "Epochs where a piecewise schedule multiplies the rate by 0.1 "
                       "(default: the recipe's fractions of the run, 50 %,75 % for small images (91,136.5 of 182 "
                       "epochs), 1/3,2/3,8/9 for large (30,60,80 of 90)).")
     flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epochs (default: 0 for small images, 5 for large).")
     flags.DEFINE_float("momentum", r["momentum"], "SGD momentum.")
-    flags.DEFINE_bool("nesterov", False, "Nesterov momentum.")
-    flags.DEFINE_float("weight_decay", None, "L2 weight decay on conv and dense kernels "
-                       "(default: 2e-4 for small images, 1e-4 for large).")
+    flags.DEFINE_bool("nesterov", None, "Nesterov momentum (default: the recipe's, classic off, scaled and modern "
+                      "on).")
+    flags.DEFINE_float("weight_decay", None, "L2 weight decay, wd * sum(w^2) / 2, on conv and dense kernels "
+                       "(default: classic 2e-4 for small images, 1e-4 for large; scaled and modern those times "
+                       "sqrt(the papers' steps / this run's), e.g. 1.66e-3 for 930 steps).")
     flags.DEFINE_float("label_smoothing", None, "Label smoothing of the cross-entropy (default: the recipe's, "
-                       "0 / modern 0.1).")
+                       "0; modern 0.1 on large images).")
     flags.DEFINE_float("ema_decay", None, "Weight EMA decay, warmed up as timm's ModelEmaV3 (default: the recipe's, "
-                       "0 = off / modern 0.9999); evaluated beside the raw weights, used by eval, predict, export.")
+                       "0 = off; modern a horizon of 5 % of the run, 1 - 1 / (0.05 steps)); evaluated beside the raw "
+                       "weights, used by eval, predict, export.")
     flags.DEFINE_integer("cutout", None, "Cutout square in pixels (default 0; 16 is the CIFAR paper's).")
     flags.DEFINE_integer("randaugment_layers", None, "RandAugment operations per image (default: the recipe's, "
                          "0 / modern 2 on large images).")

@@ -40,7 +40,8 @@ def make_config(flag_values, out=print):
     if train_steps <= 0:
         raise ConfigError("nothing to train: give --train_steps or --train_epochs greater than 0")
     decay_epochs = _decay_epochs(f, recipe, train_steps / steps_per_epoch, out)
-    ema_decay = pick("ema_decay")
+    ema_decay = f.ema_decay if f.ema_decay is not None else recipes.ema_decay(recipe, train_steps)
+    weight_decay = f.weight_decay if f.weight_decay is not None else recipes.weight_decay(recipe, train_steps)
     if ema_decay >= 1:
         raise ConfigError(f"--ema_decay must be below 1 (e.g. 0.9999), got {ema_decay}")
     mixing = _mix_probabilities(f, pick("mixup_alpha"), pick("cutmix_alpha"))
@@ -51,7 +52,7 @@ def make_config(flag_values, out=print):
         batch_size=batch_size, train_steps=train_steps, steps_per_epoch=steps_per_epoch,
         learning_rate=pick("learning_rate"), lr_batch_denominator=recipe["lr_batch_denominator"],
         lr_schedule=pick("lr_schedule"), lr_decay_epochs=decay_epochs, warmup_epochs=pick("warmup_epochs"),
-        momentum=f.momentum, nesterov=f.nesterov, weight_decay=pick("weight_decay"),
+        momentum=f.momentum, nesterov=pick("nesterov"), weight_decay=weight_decay,
         label_smoothing=pick("label_smoothing"), epochs_between_evals=f.epochs_between_evals,
         steps_per_loop=f.steps_per_loop, log_every_steps=f.log_every_steps, keep_checkpoints=f.keep_checkpoints,
         keep_best=f.keep_best, nan_policy=f.nan_policy, debug_nan_at_step=f.debug_nan_at_step,

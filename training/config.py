@@ -58,7 +58,7 @@ class Config:
     freeze_backbone: bool = False       # train only the classifier
     model: str = "resnet_v2"            # a key of model.MODELS; depth, unit, arch and width are the ResNet's
     # the modern recipe's parts (flags/recipes.py); precise batch norm (training/compute/bn_stats.py)
-    recipe: str = "classic"
+    recipe: str = "classic"             # runs from before the recipes existed trained with the classic one
     ema_decay: float = 0.0
     cutout: int = 0
     randaugment_layers: int = 0

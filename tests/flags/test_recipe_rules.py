@@ -1,6 +1,6 @@
 """The recipes' rules that scale with the run (flags/recipes.py), through flags.make_config on the prepared subset:
-decay points as fractions of the run, a warning for a point past its end, and the values the console and
-config.json show."""
+decay points as fractions of the run, a warning for a point past its end, weight decay and the EMA's decay from
+the run's steps, and the values the console and config.json show."""
 import json
 
 import pytest
@@ -59,3 +59,33 @@ def test_a_decay_point_past_the_end_is_a_warning_and_kept(parse):
                      "never decays there"]
     _, cosine = parse("--recipe=classic", "--train_epochs=30", "--lr_decay_epochs=91", "--lr_schedule=cosine")
     assert cosine == []  # a cosine schedule has no decay points to miss
+
+
+def test_the_default_recipe_is_scaled_and_its_weight_decay_follows_the_runs_steps(parse):
+    config, _ = parse("--train_epochs=30")  # 930 steps of 128 on the subset
+    assert (config.recipe, config.lr_schedule, config.nesterov, config.ema_decay) == ("scaled", "cosine", True, 0.0)
+    assert config.weight_decay == pytest.approx(2e-4 * (64_000 / 930) ** 0.5) == pytest.approx(1.659e-3, abs=1e-6)
+    assert json.loads(config.to_json())["weight_decay"] == pytest.approx(1.659e-3, abs=1e-6)
+    line = config.describe_recipe()
+    assert line.startswith("recipe scaled: lr 0.1 cosine over 30 epochs; Nesterov momentum 0.9; weight decay 0.00165")
+    longer, _ = parse("--train_epochs=100")  # 3100 steps: a weaker decay
+    assert longer.weight_decay == pytest.approx(2e-4 * (64_000 / 3100) ** 0.5)
+    assert parse("--train_epochs=30", "--weight_decay=5e-4")[0].weight_decay == 5e-4  # a flag overrides the rule
+    classic, _ = parse("--recipe=classic", "--train_epochs=30")
+    assert (classic.weight_decay, classic.nesterov, classic.lr_schedule) == (2e-4, False, "piecewise")
+
+
+@pytest.mark.parametrize("steps,decay", [(930, 1 - 1 / 46.5), (10_000, 1 - 1 / 500), (20, 0.0)])
+def test_the_modern_emas_horizon_is_five_percent_of_the_run(parse, steps, decay):
+    config, _ = parse("--recipe=modern", f"--train_steps={steps}")
+    assert config.ema_decay == pytest.approx(decay)  # 20 steps: a 1-step horizon, 1 - 1/1 = 0
+    assert config.label_smoothing == 0.0  # measured to cost 1.5 points on small images at 30 epochs
+    assert parse("--recipe=modern", f"--train_steps={steps}", "--ema_decay=0.9")[0].ema_decay == 0.9
+
+
+def test_large_images_scale_from_goyal_et_al():
+    imagenet = recipes.recipe(False, "scaled")
+    assert recipes.weight_decay(imagenet, 90 * 1_281_167 // 256) == pytest.approx(1e-4)
+    assert recipes.weight_decay(imagenet, 90 * 1_281_167 // 256 // 4) == pytest.approx(2e-4, rel=1e-5)  # 1/4: 2x
+    modern = recipes.recipe(False, "modern")
+    assert modern["label_smoothing"] == 0.1 and modern["mixup_alpha"] == 0.2 and modern["warmup_epochs"] == 5

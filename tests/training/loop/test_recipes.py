@@ -42,7 +42,8 @@ def test_the_run_records_the_recipe_and_reports_the_ema(modern):
     _, model_dir, out = modern
     config = json.load(open(os.path.join(model_dir, "config.json")))["config"]
     assert (config["recipe"], config["lr_schedule"], config["label_smoothing"], config["cutout"]) == \
-        ("modern", "cosine", 0.1, 8)
+        ("modern", "cosine", 0.0, 8)  # no label smoothing on small images (flags/recipes.py MODERN_SMALL)
+    assert config["nesterov"] and config["weight_decay"] == pytest.approx(2e-4 * (64_000 / STEPS) ** 0.5)
     assert (config["mixup_prob"], config["cutmix_prob"], config["ema_decay"]) == (0.5, 0.5, 0.99)
     assert "precise batch norm: 7 layers from 256 training images in " in out
     final = out.strip().splitlines()[-1]
