@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import preprocessing
-from inference import export, runtimes
+from inference import formats, runtimes
 
 KINDS = {".tflite": "tflite", ".onnx": "onnx"}
 
@@ -22,7 +22,7 @@ class ExportedClassifier:
 
     def __init__(self, path, top_k=5):
         directory = path if os.path.isdir(path) else os.path.dirname(path)
-        card_path = os.path.join(directory, export.CARD)
+        card_path = os.path.join(directory, formats.CARD)
         try:
             with open(card_path) as f:
                 self.card = json.load(f)

@@ -9,6 +9,7 @@ import importlib.util
 import tensorflow as tf
 
 ONNX_OPSET = 17
+CARD = "model_card.json"   # beside the files: how to feed them, their sha256s and verification
 
 
 @dataclasses.dataclass(frozen=True)

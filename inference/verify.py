@@ -1,11 +1,12 @@
 """Every exported format checked against the SavedModel on the run's own test images, each run by its own
 runtime, and timed: the table export.py prints and writes into model_card.json."""
+import json
 import os
 
 import numpy as np
 
 import data
-from inference import runtimes
+from inference import formats as formats_lib, runtimes
 
 VERIFY_CAP = 2000  # test images at most, by default
 # format: [(metric, "min" | "max", bound)]; a format outside one of its bounds fails the export.
@@ -86,14 +87,13 @@ def table(rows):
 def retime(export_dir):
     """The table of an existing export, each format timed again here on random pixels (its accuracy columns are
     model_card.json's, from when it was written). Raises VerificationError for a directory that is no export."""
-    import json
-    from inference import export
     try:
-        with open(os.path.join(export_dir, export.CARD)) as f:
+        with open(os.path.join(export_dir, formats_lib.CARD)) as f:
             card = json.load(f)
     except (OSError, ValueError) as e:
-        raise VerificationError(f"{export_dir} has no readable {export.CARD} ({getattr(e, 'strerror', None) or e}): "
-                                "give an export.py --export_dir") from None
+        reason = getattr(e, "strerror", None) or e
+        raise VerificationError(f"{export_dir} has no readable {formats_lib.CARD} ({reason}): give an export.py "
+                                "--export_dir") from None
     size = card["input"]["image_size"]
     pixels = np.random.default_rng(0).uniform(0, 255, (32, size, size, 3)).astype(np.float32)
     recorded = card["verification"] if isinstance(card["verification"], dict) else {}
