@@ -60,10 +60,9 @@ def main(argv):
     if model.info.small_images and FLAGS.tta == "flip+crops":
         logs.fail(f"--tta=flip+crops crops a margin small images ({model.info.image_size} px) don't have; use "
                   "--tta=flip")
-    examples = FLAGS.verify_examples if FLAGS.verify_examples is not None else verify.VERIFY_CAP
     try:
         card = export.write(model, FLAGS.export_dir, formats, top_k=FLAGS.top_k, tta=FLAGS.tta,
-                            calibration=FLAGS.calibration_examples, verify_examples=examples,
+                            calibration=FLAGS.calibration_examples, verify_examples=FLAGS.verify_examples,
                             data_dir=FLAGS.data_dir or model.data_dir, broken=FLAGS.debug_break_format,
                             out=lambda line: print(line, flush=True))
     except (verify.VerificationError, data.DataError) as e:

@@ -70,6 +70,10 @@ def load_split(info: DatasetInfo, split: str, data_dir: Optional[str] = None, *,
         return Split(len(labels), files.map(lambda p, y: (tf.io.read_file(p), y)),
                      lambda i: (tf.io.read_file(tf.gather(paths, i)), tf.gather(labels, i)))
     builder = _builder(info.name, data_dir)
+    if not builder.is_prepared():  # a run imported or trained elsewhere, read where its data is not
+        from data import prepare
+        raise DataError(f"{info.name} is not prepared {_where(data_dir)}; "
+                        f"{prepare.how_to_prepare(info.name, data_dir)}")
     if info.small_images:
         ds = builder.as_dataset(split=split, shuffle_files=False)
         try:
@@ -143,7 +147,7 @@ def _download_or_explain(builder, name: str, data_dir: Optional[str]) -> None:
     """Lets tfds download and prepare the dataset if its download host answers; otherwise says how to prepare it
     offline. The reachability check comes first because tfds itself retries for minutes on a dead network."""
     from data import prepare  # here, not at the top: `python -m data.prepare` must be the first to import it
-    where = f"in {data_dir}" if data_dir else "in the tfds data dir (TFDS_DATA_DIR or ~/tensorflow_datasets)"
+    where = _where(data_dir)
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:  # imagenet2012: only ever prepared from archives on disk
         raise DataError(f"{name} is not prepared {where}; {prepare.how_to_prepare(name, data_dir)}")
     host = _download_host(builder)
@@ -154,6 +158,10 @@ def _download_or_explain(builder, name: str, data_dir: Optional[str]) -> None:
         raise DataError(f"{name} is not prepared {where} and {host} is unreachable; {hint}")
     logging.info("downloading and preparing %s %s", name, where)
     builder.download_and_prepare()
+
+
+def _where(data_dir: Optional[str]) -> str:
+    return f"in {data_dir}" if data_dir else "in the tfds data dir (TFDS_DATA_DIR or ~/tensorflow_datasets)"
 
 
 def _download_host(builder) -> str:

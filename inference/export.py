@@ -68,7 +68,7 @@ def export(model, export_dir, top_k=5, tta="none"):
     return sorted(signatures)
 
 
-CARD = "model_card.json"
+CARD = formats_lib.CARD
 
 
 def preprocessing_text(info):
@@ -86,7 +86,8 @@ def write(model, export_dir, formats, *, top_k=5, tta="none", calibration=None, 
           data_dir=None, broken=None, out=print):
     """Writes `formats` (inference.formats.Format) of `model` and model_card.json into export_dir, atomically:
     everything is staged beside it and renamed at the end, so a failure leaves no directory. Each format but the
-    SavedModel is run by its own runtime on verify_examples test images (0: none) against the SavedModel.
+    SavedModel is run by its own runtime on verify_examples test images against the SavedModel (0: none; None: up
+    to verify.VERIFY_CAP, and a SavedModel alone whose test images can't be read goes unverified).
     calibration: the number of training images int8 is calibrated on. broken: a format written without its
     normalization (a testing aid). Returns the model card."""
     parent = os.path.dirname(os.path.abspath(export_dir))
@@ -120,11 +121,8 @@ def _write_staged(model, staging, formats, top_k, tta, calibration, verify_examp
             f.write(formats_lib.convert(source, fmt, batches))
         out(f"wrote {fmt.file} ({fmt.description}) in {time.perf_counter() - started:.1f} s")
     rows = None
-    if verify_examples:
-        rows = verify.verify(staging, formats, model.info, data_dir, verify_examples, reference)
-        for line in verify.table(rows):
-            out(line)
-        verify.check(rows)
+    if verify_examples != 0:
+        rows = verified(staging, formats, model.info, data_dir, verify_examples, reference, out)
     else:
         out("verification skipped (--verify_examples=0): the formats were not run")
     if reference != staging:
@@ -133,6 +131,25 @@ def _write_staged(model, staging, formats, top_k, tta, calibration, verify_examp
     with open(os.path.join(staging, CARD), "w") as f:
         json.dump(card, f, indent=2)
     return card
+
+
+def verified(staging, formats, info, data_dir, examples, reference, out):
+    """verify.verify()'s rows, printed and checked; None for a SavedModel alone whose test images can't be read
+    and whose verification was not asked for (examples None: the default), as for an imported run."""
+    try:
+        rows = verify.verify(staging, formats, info, data_dir, examples or verify.VERIFY_CAP, reference)
+    except (tf.errors.OpError, data.DataError) as e:
+        reason = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+        if examples is None and [f.name for f in formats] == ["saved_model"]:
+            out(f"verification skipped: the test images can't be read ({reason})")
+            return None
+        raise data.DataError(f"the formats are verified on the run's test images, which can't be read ({reason}); "
+                             f"the run recorded --data_dir={data_dir}: pass --data_dir where {info.name} is "
+                             "prepared, or --verify_examples=0 to export unverified") from None
+    for line in verify.table(rows):
+        out(line)
+    verify.check(rows)
+    return rows
 
 
 def calibration_batches(info, data_dir, examples):

@@ -3,6 +3,7 @@ eval.py reproduces its numbers; a bfloat16 SavedModel computes in bfloat16, retu
 the shared subset's test images; predict.py --dtype=bfloat16 agrees with it."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -86,7 +87,7 @@ def test_predict_in_bfloat16_agrees_with_the_bfloat16_export(auto_run, tmp_path)
     out = run("predict.py", f"--model_dir={model_dir}", *paths, "--dtype=bfloat16", "--top_k=1",
               f"--output={tmp_path / 'preds.csv'}").stdout
     assert out.splitlines()[0] == "dtype bfloat16: --dtype=bfloat16 as given"
-    assert "images/s, bfloat16) with " in out.splitlines()[-1]
+    assert re.search(r"images/s\) with \S+ \(step \d+, bfloat16\); wrote ", out.splitlines()[-1]), out
     run("export.py", f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'exported'}", "--dtype=bfloat16")
     exported = tf.saved_model.load(str(tmp_path / "exported")).signatures["serving_default"](
         image_bytes=tf.constant([open(p, "rb").read() for p in paths]))
