@@ -21,6 +21,9 @@ CPU_RULES = (
                                "and ResNet-20, on a Xeon without AMX and with oneDNN held to AVX512-BF16)"),
     (None, "float32", "no native bfloat16: it would be emulated, slower than float32"),
 )
+# --deterministic on a CPU: oneDNN's bfloat16 training is not bit-reproducible, so auto keeps float32 there.
+DETERMINISTIC_CPU = ("4 concurrent runs of one command with Nesterov momentum ended in 2 different results in "
+                     "bfloat16, in 1 in float32, on a 2-core Xeon with AMX")
 # GPUs: the first row whose minimum compute capability the slowest GPU reaches decides.
 GPU_RULES = (
     ((8, 0), "bfloat16", ">= 8.0: native bfloat16 tensor cores"),
@@ -59,14 +62,18 @@ class Choice:
         return f"dtype {self.dtype}: {self.reason}"
 
 
-def resolve(requested, hardware, given=True, default_reason=""):
+def resolve(requested, hardware, given=True, default_reason="", deterministic=False):
     """The dtype for --dtype=`requested` on `hardware`. An explicit dtype is kept as it is: "as given" if the user
-    passed it (`given`), else `default_reason` says whose default it is."""
+    passed it (`given`), else `default_reason` says whose default it is. deterministic: train.py's --deterministic,
+    which keeps a CPU in float32 (DETERMINISTIC_CPU)."""
     if requested not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, not {requested!r}")
+    on_cpu = not (hardware.tpu or hardware.gpus)
     if requested != "auto":
-        return Choice(requested, f"--dtype={requested} as given" if given else default_reason or
-                      f"{requested} by default")
+        caveat = (f"; with --deterministic not bit-reproducible on a CPU ({DETERMINISTIC_CPU})"
+                  if deterministic and on_cpu and requested != "float32" else "")
+        return Choice(requested, (f"--dtype={requested} as given" if given else default_reason or
+                                  f"{requested} by default") + caveat)
     if hardware.tpu:
         return Choice("bfloat16", "--dtype=auto on a TPU: native bfloat16")
     if hardware.gpus:
@@ -74,6 +81,9 @@ def resolve(requested, hardware, given=True, default_reason=""):
         _, dtype, why = next(rule for rule in GPU_RULES if capability >= rule[0])
         return Choice(dtype, f"--dtype=auto: {name} has compute capability {capability[0]}.{capability[1]} ({why})")
     flag, dtype, why = next(rule for rule in CPU_RULES if rule[0] is None or rule[0] in hardware.cpu_flags)
+    if deterministic and dtype != "float32":
+        return Choice("float32", f"--dtype=auto with --deterministic: float32, as {dtype} on a CPU is not "
+                                 f"bit-reproducible ({DETERMINISTIC_CPU})")
     return Choice(dtype, f"--dtype=auto: {why}")
 
 
@@ -118,10 +128,10 @@ def detect(num_gpus=None, tpu=False):
     return Hardware(model, flags, () if tpu else gpu_capabilities(num_gpus), tpu, cores)
 
 
-def choose(requested, num_gpus=None, tpu=False, given=True, default_reason=""):
+def choose(requested, num_gpus=None, tpu=False, given=True, default_reason="", deterministic=False):
     """resolve() on this machine's hardware; returns (Choice, Hardware)."""
     hardware = detect(num_gpus, tpu)
-    return resolve(requested, hardware, given, default_reason), hardware
+    return resolve(requested, hardware, given, default_reason, deterministic), hardware
 
 
 KEPT = "kept from the run's start (config.json): "
@@ -138,7 +148,8 @@ def resolve_config(config, recorded=None, broadcast=None, out=print):
         reason = recorded.get("dtype_reason") or "recorded"
         choice = Choice(recorded["dtype"], reason if reason.startswith(KEPT) else KEPT + reason)
     else:
-        choice, _ = choose(config.dtype, config.num_gpus, tpu=config.strategy == "tpu")
+        choice, _ = choose(config.dtype, config.num_gpus, tpu=config.strategy == "tpu",
+                           deterministic=config.deterministic)
     if broadcast is not None:
         chiefs = DTYPES[broadcast(DTYPES.index(choice.dtype))]
         if chiefs != choice.dtype:

@@ -178,6 +178,17 @@ def test_every_worker_takes_the_chiefs_choice(on):
     assert agreeing.dtype == "float32" and "AVX512-BF16 without AMX" in agreeing.dtype_reason
 
 
+def test_deterministic_keeps_a_cpu_in_float32(on):
+    on(SAPPHIRE_RAPIDS)  # auto would pick bfloat16 here; with --deterministic, float32 (precision.DETERMINISTIC_CPU)
+    kept = precision.resolve_config(run_config(deterministic=True), out=lambda line: None)
+    assert kept.dtype == "float32" and kept.dtype_reason.startswith("--dtype=auto with --deterministic: float32")
+    explicit = precision.resolve("bfloat16", cpu(SAPPHIRE_RAPIDS), deterministic=True)
+    assert explicit.dtype == "bfloat16" and "not bit-reproducible on a CPU" in explicit.reason
+    gpu = dataclasses.replace(cpu(SAPPHIRE_RAPIDS), gpus=(("A100", (8, 0)),))
+    assert precision.resolve("auto", gpu, deterministic=True).dtype == "bfloat16"  # GPU determinism is cuDNN's
+    assert precision.resolve("auto", cpu(EPYC_ROME), deterministic=True) == precision.resolve("auto", cpu(EPYC_ROME))
+
+
 def test_only_a_dtype_the_user_passed_is_as_given():
     default = precision.resolve("float32", cpu(SAPPHIRE_RAPIDS), given=False,
                                 default_reason="float32, predict.py's default")
