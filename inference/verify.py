@@ -1,6 +1,7 @@
 """Every exported format checked against the SavedModel on the run's own test images, each run by its own
 runtime, and timed: the table export.py prints and writes into model_card.json."""
 import json
+import math
 import os
 
 import numpy as np
@@ -76,10 +77,14 @@ def size(path):
 
 def table(rows):
     """The rows as a text table, one line per format."""
+    def shown(value, text):  # an export written unverified has no accuracy columns
+        return "-" if math.isnan(value) else text
+
     lines = [" | ".join(COLUMNS)]
     for name, r in rows.items():
-        lines.append(" | ".join((name, f"{r['bytes'] / 2**20:.2f}", f"{r['top_1']:.4f}",
-                                 f"{100 * r['agreement']:.2f} %", f"{r['max_abs_dp']:.2e}", f"{r['latency_ms']:.2f}",
+        lines.append(" | ".join((name, f"{r['bytes'] / 2**20:.2f}", shown(r["top_1"], f"{r['top_1']:.4f}"),
+                                 shown(r["agreement"], f"{100 * r['agreement']:.2f} %"),
+                                 shown(r["max_abs_dp"], f"{r['max_abs_dp']:.2e}"), f"{r['latency_ms']:.2f}",
                                  f"{r['images_per_second']:.0f}")))
     return lines
 
