@@ -1,6 +1,7 @@
 """Dataset names -> DatasetInfo, and one split of a dataset as examples the pipeline can read (tfds or folder)."""
 import dataclasses
 import difflib
+import os
 import socket
 import threading
 import urllib.parse
@@ -10,8 +11,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow.python.util import deprecation
 
-from data import folder, integrity, preprocessing
+from data import folder, integrity, preprocessing, splits
 from data.info import (DEFAULT_LARGE_IMAGE_SIZE, DEFAULT_NORMALIZATION, NORMALIZATION, SMALL_IMAGE_MAX_SIDE,
                        DataError, DatasetInfo)
 
@@ -33,7 +35,8 @@ class Split:
 
 
 def get_info(dataset: str, data_dir: Optional[str] = None, image_size: Optional[int] = None, *,
-             strict: bool = False) -> DatasetInfo:
+             strict: bool = False, validation_split: Optional[float] = 0.0,
+             test_split: Optional[float] = None) -> DatasetInfo:
     """Describes a dataset, preparing it first if it is a tfds dataset that can be downloaded.
 
     Args:
@@ -41,31 +44,49 @@ def get_info(dataset: str, data_dir: Optional[str] = None, image_size: Optional[
       data_dir: tfds data dir (None: tfds default, which honours TFDS_DATA_DIR); folders cache there if read-only.
       image_size: model input size for large images (default 224); small images keep their own size.
       strict: folders only: the first unreadable image file is a DataError instead of being skipped.
+      validation_split: the fraction of the training split held out for validation (data/splits.py); None:
+        the dataset's own validation split where it has one beside its test split, else 10 % (at most 10,000
+        images); 0: no validation split.
+      test_split: flat folders only (<class>/*, no train/): the fraction held out as the test split (None: 10 %).
 
     Returns:
       A DatasetInfo.
 
     Raises:
-      DataError: unknown dataset, dataset not prepared and no network, or a problem with a folder.
+      DataError: unknown dataset, dataset not prepared and no network, a problem with a folder, or split
+        fractions that can't work.
     """
+    for name, value in (("validation_split", validation_split), ("test_split", test_split)):
+        try:
+            splits.check_fraction(name, value or 0.0)
+        except ValueError as e:
+            raise DataError(str(e)) from None
     if dataset.startswith(FOLDER_PREFIX):
-        return folder.get_info(dataset[len(FOLDER_PREFIX):], data_dir, image_size, strict=strict)
+        return folder.get_info(dataset[len(FOLDER_PREFIX):], data_dir, image_size, strict=strict,
+                               validation_split=validation_split, test_split=test_split)
+    if test_split is not None:
+        raise DataError(f"--test_split carves a test split out of a flat folder (<class>/*); {dataset} has its own "
+                        "test split: leave --test_split out")
     builder = _builder(dataset, data_dir)
     if not builder.is_prepared():
         _download_or_explain(builder, dataset, data_dir)
-    return _tfds_info(dataset, builder, image_size)
+    return _tfds_info(dataset, builder, image_size, validation_split)
 
 
-def load_split(info: DatasetInfo, split: str, data_dir: Optional[str] = None, *,
+def load_split(info: DatasetInfo, role: str, data_dir: Optional[str] = None, *,
                shuffle_seed: Optional[int] = None) -> Split:
-    """Reads one split of the dataset `info` describes. shuffle_seed shuffles the order of a streamed split's
+    """Reads the examples of one role ('train', 'validation' or 'test') of the dataset `info` describes: its
+    source split, less what data/splits.py holds out of it. shuffle_seed shuffles the order of a streamed split's
     files (the same order every epoch); addressable splits ignore it."""
+    source, carve = splits.source(info, role)
+    expected = {"train": info.num_train, "validation": info.num_validation, "test": info.num_eval}[role]
     if info.name.startswith(FOLDER_PREFIX):
-        paths, labels = folder.read_split(info.name[len(FOLDER_PREFIX):], split, data_dir)
+        paths, labels = folder.read_split(info.name[len(FOLDER_PREFIX):], source, data_dir, carve, role)
         files = tf.data.Dataset.from_tensor_slices((paths, labels))
         if info.small_images:
-            return _in_memory(files.map(_read_image_file, num_parallel_calls=tf.data.AUTOTUNE), info, split)
-        _expect_size(info, split, len(labels))
+            return _in_memory(files.map(_read_image_file, num_parallel_calls=tf.data.AUTOTUNE), info, role,
+                              expected)
+        _expect_size(info, role, len(labels), expected)
         paths, labels = tf.constant(paths), tf.constant(labels, tf.int32)
         return Split(len(labels), files.map(lambda p, y: (tf.io.read_file(p), y)),
                      lambda i: (tf.io.read_file(tf.gather(paths, i)), tf.gather(labels, i)))
@@ -74,25 +95,77 @@ def load_split(info: DatasetInfo, split: str, data_dir: Optional[str] = None, *,
         from data import prepare
         raise DataError(f"{info.name} is not prepared {_where(data_dir)}; "
                         f"{prepare.how_to_prepare(info.name, data_dir)}")
+    held_out = carve is not None
     if info.small_images:
-        ds = builder.as_dataset(split=split, shuffle_files=False)
+        with deprecation.silence():  # tfds' id counter uses a deprecated tf.data op: a warning users can't act on
+            ds = builder.as_dataset(split=source, shuffle_files=False,
+                                    read_config=tfds.ReadConfig(add_tfds_id=held_out))
         try:
-            return _in_memory(ds.map(lambda ex: (ex["image"], ex["label"])), info, split)
+            return _in_memory(_keep(ds, carve, role).map(lambda ex: (ex["image"], ex["label"])), info, role,
+                              expected)
         except tf.errors.DataLossError as e:
-            raise integrity.damaged(info, data_dir, e, splits=(split,)) from None
+            raise integrity.damaged(info, data_dir, e, splits=(source,)) from None
     # Large images stay encoded so training can decode only the random crop (tf.image.decode_and_crop_jpeg).
-    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, shuffle_reshuffle_each_iteration=False)
-    ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None, read_config=read_config,
-                            decoders={"image": tfds.decode.SkipDecoding()})
-    num_examples = info.num_train if split == info.train_split else info.num_eval
-    return Split(num_examples, ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32))))
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, shuffle_reshuffle_each_iteration=False,
+                                  add_tfds_id=held_out)
+    with deprecation.silence():
+        ds = builder.as_dataset(split=source, shuffle_files=shuffle_seed is not None, read_config=read_config,
+                                decoders={"image": tfds.decode.SkipDecoding()})
+    return Split(expected, _keep(ds, carve, role).map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32))))
+
+
+PER_CLASS_LINES = 20  # folders with more classes get their smallest ones listed, not every one
+
+
+def describe_splits(info: DatasetInfo, data_dir: Optional[str] = None) -> list:
+    """Console lines: each split's size and where it comes from; for folders, the images per class."""
+    def origin(role):
+        source, carve = splits.source(info, role)
+        if carve is None:
+            return f"{source}"
+        low, high = carve.bounds(role)
+        return f"{high - low:.0%} of {source} by hash"
+
+    roles = ("train", "validation", "test") if info.has_validation else ("train", "test")
+    sizes = {"train": info.num_train, "validation": info.num_validation, "test": info.num_eval}
+    lines = [f"{info.name}: " + ", ".join(f"{role} {sizes[role]:,} ({origin(role)})" for role in roles)]
+    if info.has_validation:
+        lines.append("the evaluations during training, best/ and the choice of raw or EMA weights read the "
+                     "validation split; the test split is evaluated once, at the end")
+    else:
+        lines.append("no validation split: the evaluations during training read the test split for monitoring "
+                     "only; nothing is selected on them, best/ is not written, every tool uses the final checkpoint")
+    if info.name.startswith(FOLDER_PREFIX):
+        counts = folder.counts_of(info, data_dir)
+        rows = sorted(range(info.num_classes), key=lambda c: counts["train"][c])
+        shown = rows if info.num_classes <= PER_CLASS_LINES else rows[:PER_CLASS_LINES // 2]
+        for c in sorted(shown):
+            lines.append(f"  {info.class_names[c]}: " + ", ".join(f"{role} {counts[role][c]}" for role in roles))
+        if len(shown) < info.num_classes:
+            lines.append(f"  ... the {len(shown)} classes with the fewest training images above; "
+                         f"{info.num_classes - len(shown)} more")
+    return lines
+
+
+def _keep(ds: tf.data.Dataset, carve, role: str) -> tf.data.Dataset:
+    """The tfds examples of `role` (by the hash of their tfds id), or all of them without a carve."""
+    if carve is None:
+        return ds
+    return ds.filter(lambda ex: splits.in_role(splits.position_tensor(ex["tfds_id"]), carve, role))
+
+
+def tfds_identities(builder, split: str) -> list:
+    """The tfds ids of a split's examples, as tfds.ReadConfig(add_tfds_id=True) gives them, from its metadata
+    alone (shard file names and lengths): counting a carved split reads no example."""
+    return [f"{os.path.basename(os.fspath(fi.filename))}__{i}"
+            for fi in builder.info.splits[split].file_instructions for i in range(fi.skip, fi.skip + fi.take)]
 
 
 def _read_image_file(path, label):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False), label
 
 
-def _in_memory(examples: tf.data.Dataset, info: DatasetInfo, split: str) -> Split:
+def _in_memory(examples: tf.data.Dataset, info: DatasetInfo, role: str, expected: int) -> Split:
     """Decodes a small-image split once into uint8 [n, S, S, 3] (CIFAR-10 train: 150 MB) and int32 [n]."""
     size = info.image_size
 
@@ -106,16 +179,15 @@ def _in_memory(examples: tf.data.Dataset, info: DatasetInfo, split: str) -> Spli
     arrays = list(batches.as_numpy_iterator())
     images = np.concatenate([a[0] for a in arrays]) if arrays else np.zeros([0, size, size, 3], np.uint8)
     labels = np.concatenate([a[1] for a in arrays]) if arrays else np.zeros([0], np.int32)
-    _expect_size(info, split, len(labels))
+    _expect_size(info, role, len(labels), expected)
     images, labels = tf.constant(images), tf.constant(labels)
     return Split(len(labels), tf.data.Dataset.from_tensor_slices((images, labels)),
                  lambda i: (tf.gather(images, i), tf.gather(labels, i)))
 
 
-def _expect_size(info: DatasetInfo, split: str, size: int) -> None:
-    expected = info.num_train if split == info.train_split else info.num_eval
+def _expect_size(info: DatasetInfo, role: str, size: int, expected: int) -> None:
     if size != expected:
-        raise DataError(f"{info.name} split '{split}' has {size} examples but its DatasetInfo says {expected}; "
+        raise DataError(f"{info.name}'s {role} split has {size} examples but its DatasetInfo says {expected}; "
                         "call get_info again after changing the data")
 
 
@@ -187,22 +259,46 @@ def _reachable(host: str, port: int = 443, timeout: float = REACHABILITY_TIMEOUT
     return bool(result)
 
 
-def _tfds_info(name: str, builder, image_size: Optional[int]) -> DatasetInfo:
-    splits = builder.info.splits
-    if "train" not in splits:
-        raise DataError(f"tfds dataset '{name}' has no 'train' split (it has: {', '.join(splits) or 'none'})")
-    eval_split = next((s for s in ("test", "validation") if s in splits), None)
+def _tfds_info(name: str, builder, image_size: Optional[int], validation_split: Optional[float]) -> DatasetInfo:
+    available = builder.info.splits
+    if "train" not in available:
+        raise DataError(f"tfds dataset '{name}' has no 'train' split (it has: {', '.join(available) or 'none'})")
+    eval_split = next((s for s in ("test", "validation") if s in available), None)
     if eval_split is None:
         raise DataError(f"tfds dataset '{name}' has neither a 'test' nor a 'validation' split "
-                        f"(it has: {', '.join(splits)})")
+                        f"(it has: {', '.join(available)})")
     height, width, _ = builder.info.features["image"].shape
     small = height is not None and width is not None and max(height, width) <= SMALL_IMAGE_MAX_SIDE
     if small and image_size and image_size != max(height, width):
         logging.warning("%s has %dx%d images; ignoring image_size=%d", name, height, width, image_size)
     mean, std = NORMALIZATION.get(builder.name, DEFAULT_NORMALIZATION)
     label = builder.info.features["label"]
+    num_train = available["train"].num_examples
+    own = "validation" if eval_split == "test" and "validation" in available else ""
+    holdout = _validation(name, own, validation_split, builder, num_train)
     return DatasetInfo(
         name=name, num_classes=label.num_classes,
         image_size=max(height, width) if small else image_size or DEFAULT_LARGE_IMAGE_SIZE,
-        small_images=small, num_train=splits["train"].num_examples, num_eval=splits[eval_split].num_examples,
-        train_split="train", eval_split=eval_split, class_names=tuple(label.names), mean=mean, std=std)
+        small_images=small, num_train=num_train - (holdout["num_validation"] if holdout.get("validation_fraction") else 0),
+        num_eval=available[eval_split].num_examples, train_split="train", eval_split=eval_split,
+        class_names=tuple(label.names), mean=mean, std=std, **holdout)
+
+
+def _validation(name, own, requested, builder, num_train):
+    """The DatasetInfo fields of the validation split: the dataset's own split `own` (a name, or ''), a fraction
+    of 'train' carved by the hash of each example's tfds id, or none (requested 0)."""
+    if requested == 0:
+        return {}
+    if own:
+        if requested is not None:
+            logging.warning("%s has its own validation split '%s'; --validation_split=%g is not used", name, own,
+                            requested)
+        return {"validation_split": own, "num_validation": builder.info.splits[own].num_examples}
+    fraction = splits.default_validation(num_train) if requested is None else requested
+    carve = splits.Carve(validation=fraction)
+    points = splits.positions(tfds_identities(builder, "train"))
+    count = int(np.count_nonzero(splits.in_role(points, carve, "validation")))
+    if count == 0:
+        raise DataError(f"--validation_split={fraction:g} of {name}'s {num_train} training examples holds none of "
+                        "them; give a larger fraction, or 0 for no validation split")
+    return {"validation_split": "train", "num_validation": count, "validation_fraction": fraction}

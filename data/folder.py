@@ -1,4 +1,9 @@
-"""Image-folder datasets: train/<class>/* and test/<class>/* (or val/), indexed once and cached as JSON.
+"""Image-folder datasets, indexed once and cached as JSON. Layouts:
+
+    <class>/*                            flat: test, validation and train carved by hash (data/splits.py)
+    train/<class>/* test/<class>/*       validation carved from train/ by hash
+    train/<class>/* test/ val/           val/ is the validation split
+    train/<class>/* val/<class>/*        val/ is the test split (as ImageNet's validation), validation carved
 
 Indexing decodes every image once: that finds unreadable files up front (skipped, or a DataError with strict)
 and gives the training split's per-channel mean/std. The index is cached beside the data, or under data_dir
@@ -14,15 +19,21 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from data import splits
 from data.info import DEFAULT_LARGE_IMAGE_SIZE, SMALL_IMAGE_MAX_SIDE, DataError, DatasetInfo
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 CACHE_NAME = "dataset_cache.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 EVAL_SPLITS = ("test", "val")
+FLAT = "all"  # the source split of a flat folder: every image, before the hash deals them out
+# The training pool's pixel sums are kept per hundredth of [0, 1), so that the mean / std of the training split
+# can be had for any carve without decoding again (exact for fractions in whole percent).
+STAT_BUCKETS = 100
 
 
-def get_info(root: str, data_dir: Optional[str], image_size: Optional[int], *, strict: bool) -> DatasetInfo:
+def get_info(root: str, data_dir: Optional[str], image_size: Optional[int], *, strict: bool,
+             validation_split: Optional[float] = 0.0, test_split: Optional[float] = None) -> DatasetInfo:
     root = os.path.abspath(os.path.expanduser(root))
     index = _index(root, data_dir)
     bad = index["bad_files"]
@@ -36,23 +47,109 @@ def get_info(root: str, data_dir: Optional[str], image_size: Optional[int], *, s
     if small and image_size and image_size != index["max_side"]:
         logging.warning("%s has images of at most %d px; ignoring image_size=%d", root, index["max_side"],
                         image_size)
-    eval_split = index["eval_split"]
+    class_names, layout = index["class_names"], index["layout"]
+    if len(class_names) < 2:
+        raise DataError(f"folder dataset {root} has {len(class_names)} class folder(s) "
+                        f"({', '.join(class_names) or 'none'}); a classifier needs at least 2")
+    fields = _carve(root, layout, len(index["files"][layout["train"]]), validation_split, test_split)
+    counts = split_counts(index, DatasetInfo(f"folder:{root}", len(class_names), 0, small, 0, 0, layout["train"],
+                                             layout["test"], (), (), (), **fields))
+    _check_counts(root, class_names, counts, fields)
+    mean, std = _train_statistics(index["buckets"], splits.Carve(fields.get("validation_fraction", 0.0),
+                                                                   fields.get("test_fraction", 0.0)))
     return DatasetInfo(
-        name=f"folder:{root}", num_classes=len(index["class_names"]),
+        name=f"folder:{root}", num_classes=len(class_names),
         image_size=index["max_side"] if small else image_size or DEFAULT_LARGE_IMAGE_SIZE,
-        small_images=small, num_train=len(index["files"]["train"]), num_eval=len(index["files"][eval_split]),
-        train_split="train", eval_split=eval_split, class_names=tuple(index["class_names"]),
-        mean=tuple(index["mean"]), std=tuple(index["std"]))
+        small_images=small, num_train=sum(counts["train"]), num_eval=sum(counts["test"]),
+        train_split=layout["train"], eval_split=layout["test"], class_names=tuple(class_names),
+        mean=mean, std=std, **{**fields, "num_validation": sum(counts.get("validation", []))})
 
 
-def read_split(root: str, split: str, data_dir: Optional[str]) -> tuple:
-    """Returns (absolute paths, int labels) of the split's readable images, in a fixed order."""
-    files = _index(root, data_dir)["files"][split]
+def read_split(root: str, source: str, data_dir: Optional[str], carve=None, role: str = "train") -> tuple:
+    """Returns (absolute paths, int labels) of the readable images of `source` that belong to `role` under
+    `carve` (None: all of them), in a fixed order."""
+    files = _index(root, data_dir)["files"][source]
+    if carve is not None:
+        keep = splits.in_role(splits.positions([rel for rel, _ in files]), carve, role)
+        files = [f for f, k in zip(files, keep) if k]
     return [os.path.join(root, rel) for rel, _ in files], [label for _, label in files]
 
 
+def split_counts(index: dict, info: DatasetInfo) -> dict:
+    """{role: [images per class]} for the roles the run has."""
+    roles = ("train", "validation", "test") if info.has_validation else ("train", "test")
+    counts = {}
+    for role in roles:
+        source, carve = splits.source(info, role)
+        files = index["files"][source]
+        labels = np.array([label for _, label in files], np.int64)
+        if carve is not None:
+            labels = labels[splits.in_role(splits.positions([rel for rel, _ in files]), carve, role)]
+        counts[role] = np.bincount(labels, minlength=info.num_classes).tolist()
+    return counts
+
+
+def counts_of(info: DatasetInfo, data_dir: Optional[str]) -> dict:
+    """split_counts of a folder dataset described by `info`."""
+    return split_counts(_index(info.name[len("folder:"):], data_dir), info)
+
+
+def _carve(root, layout, pool, validation_split, test_split) -> dict:
+    """The DatasetInfo fields that say where validation and test come from, for this layout and the flags."""
+    flat = layout["train"] == FLAT
+    if test_split is not None and not flat:
+        raise DataError(f"--test_split carves a test split out of a flat folder (<class>/*); {root} has its own "
+                        f"{layout['test']}/: leave --test_split out")
+    test = (splits.FLAT_TEST_FRACTION if test_split is None else test_split) if flat else 0.0
+    if flat and test == 0:
+        raise DataError(f"--test_split=0 leaves the flat folder {root} without a test split; give a fraction "
+                        "(e.g. 0.1), or lay it out as train/<class>/* and test/<class>/*")
+    fields = {"test_fraction": test} if test else {}
+    if validation_split == 0:
+        return fields
+    if layout["val"]:
+        if validation_split is not None:
+            logging.warning("%s has its own val/ split; --validation_split=%g is not used", root, validation_split)
+        return {**fields, "validation_split": layout["val"]}
+    fraction = splits.default_validation(pool) if validation_split is None else validation_split
+    if fraction + test >= splits.MAX_HELD_OUT:
+        raise DataError(f"--validation_split={fraction:g} and --test_split={test:g} hold out "
+                        f"{fraction + test:.0%} of {root}; together they must stay below "
+                        f"{splits.MAX_HELD_OUT:.0%}")
+    return {**fields, "validation_split": layout["train"], "validation_fraction": fraction}
+
+
+def _check_counts(root, class_names, counts, fields) -> None:
+    """Every class needs images in every split: its accuracy is otherwise unmeasured, or it is never learned."""
+    for role, per_class in counts.items():
+        for name, count in zip(class_names, per_class):
+            if count:
+                continue
+            total = sum(c[class_names.index(name)] for c in counts.values())
+            how = (f"{fields.get('test_fraction', 0):.0%} test and {fields.get('validation_fraction', 0):.0%} "
+                   "validation by hash" if fields.get("validation_fraction") or fields.get("test_fraction") else
+                   "its own folders")
+            raise DataError(f"class '{name}' of {root} has {total} image(s), none of them in the {role} split "
+                            f"({how}); every class needs images in every split: add images to it (about "
+                            f"{_images_needed(fields)} or more), or remove the class")
+
+
+def _images_needed(fields) -> int:
+    held_out = [f for f in (fields.get("validation_fraction", 0), fields.get("test_fraction", 0)) if f]
+    return int(np.ceil(3 / min(held_out))) if held_out else 3
+
+
+def _train_statistics(buckets, carve) -> tuple:
+    """Per-channel mean and std in [0, 255] units over the training split's images (the buckets inside it)."""
+    low = carve.bounds("train")[0]
+    sums = np.array(buckets, np.float64)[int(np.ceil(low * STAT_BUCKETS - 1e-9)):].sum(0)
+    mean = sums[1] / np.maximum(sums[0], 1)
+    std = np.sqrt(np.maximum(sums[2] / np.maximum(sums[0], 1) - mean ** 2, 0.0))
+    return tuple(mean.tolist()), tuple(np.maximum(std, 1.0).tolist())
+
+
 def _index(root: str, data_dir: Optional[str]) -> dict:
-    class_names, eval_split, listing = _list_files(root)
+    class_names, layout, listing = _list_files(root)
     fingerprint = hashlib.sha256(json.dumps([class_names, listing]).encode()).hexdigest()
     beside, fallback = os.path.join(root, CACHE_NAME), _fallback_cache_path(root, data_dir)
     for path in (beside, fallback):
@@ -60,8 +157,8 @@ def _index(root: str, data_dir: Optional[str]) -> dict:
         if cached and cached.get("version") == CACHE_VERSION and cached.get("fingerprint") == fingerprint:
             return cached
     logging.info("indexing %s: decoding every image once to find unreadable files and the mean/std", root)
-    index = dict(version=CACHE_VERSION, fingerprint=fingerprint, class_names=class_names,
-                 eval_split=eval_split, **_scan(root, listing))
+    index = dict(version=CACHE_VERSION, fingerprint=fingerprint, class_names=class_names, layout=layout,
+                 **_scan(root, listing, layout["train"]))
     try:
         _write_json(beside, index)
     except OSError:
@@ -71,29 +168,41 @@ def _index(root: str, data_dir: Optional[str]) -> dict:
 
 
 def _list_files(root: str) -> tuple:
-    """Returns (class names, eval split name, {split: [[relative path, label, size, mtime_ns], ...]})."""
+    """Returns (class names, {'train', 'test', 'val': source split names}, {source: [[relative path, label, size,
+    mtime_ns], ...]})."""
+    expected = f"expected {root}/<class>/* or {root}/train/<class>/* and {root}/test/<class>/* (or val/)"
     if not os.path.isdir(root):
-        raise DataError(f"folder dataset {root} does not exist; expected {root}/train/<class>/* and "
-                        f"{root}/test/<class>/* (or val/)")
+        raise DataError(f"folder dataset {root} does not exist; {expected}")
     present = sorted(os.listdir(root))
-    eval_split = next((s for s in EVAL_SPLITS if os.path.isdir(os.path.join(root, s))), None)
-    if not os.path.isdir(os.path.join(root, "train")) or eval_split is None:
-        missing = "train/" if not os.path.isdir(os.path.join(root, "train")) else "test/ (or val/)"
-        raise DataError(f"folder dataset {root} has no {missing} folder; expected train/<class>/* and "
-                        f"test/<class>/* (or val/); found: {', '.join(present) or 'nothing'}")
+    has = {s: os.path.isdir(os.path.join(root, s)) for s in ("train",) + EVAL_SPLITS}
+    if not has["train"] and (has["test"] or has["val"]):
+        raise DataError(f"folder dataset {root} has {'test/' if has['test'] else 'val/'} but no train/ folder; "
+                        f"{expected}")
+    if has["train"] and not (has["test"] or has["val"]):
+        raise DataError(f"folder dataset {root} has train/ but no test/ (or val/) folder; {expected}, or move "
+                        "the class folders out of train/ to have the test split carved by hash")
+    if not has["train"]:  # flat: the class folders are at the top
+        class_names = sorted(d for d in present if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+        listing = {FLAT: _list_split(root, "", class_names)}
+        if not listing[FLAT]:
+            raise DataError(f"folder dataset {root} has no images in class folders; {expected} "
+                            f"(found: {', '.join(present) or 'nothing'})")
+        return class_names, {"train": FLAT, "test": FLAT, "val": ""}, listing
+    test = "test" if has["test"] else "val"
+    layout = {"train": "train", "test": test, "val": "val" if has["test"] and has["val"] else ""}
     class_names = sorted(d for d in os.listdir(os.path.join(root, "train"))
                          if os.path.isdir(os.path.join(root, "train", d)))
-    listing = {split: _list_split(root, split, class_names) for split in ("train", eval_split)}
+    listing = {split: _list_split(root, split, class_names) for split in sorted({"train", test, layout["val"]} - {""})}
     for split, files in listing.items():
         if not files:
             raise DataError(f"folder dataset {root}/{split} has no images in class folders; expected "
                             f"{split}/<class>/*{{{','.join(IMAGE_EXTENSIONS)}}} "
                             f"(classes found: {', '.join(class_names) or 'none'})")
-    return class_names, eval_split, listing
+    return class_names, layout, listing
 
 
 def _list_split(root: str, split: str, class_names: list) -> list:
-    split_dir = os.path.join(root, split)
+    split_dir = os.path.join(root, split) if split else root
     extra = sorted(set(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
                    - set(class_names))
     if extra:
@@ -114,29 +223,30 @@ def _list_split(root: str, split: str, class_names: list) -> list:
     return files
 
 
-def _scan(root: str, listing: dict) -> dict:
-    """Decodes every listed image; returns readable files per split, unreadable ones, the training split's
-    per-channel mean/std in [0, 255] units and the longest image side."""
+
+def _scan(root: str, listing: dict, pool: str) -> dict:
+    """Decodes every listed image; returns readable files per split, unreadable ones, the training pool's pixel
+    sums per hash bucket (STAT_BUCKETS rows of: pixel count, per-channel sum, sum of squares) and the longest
+    image side."""
     files, bad = {}, []
-    sums, max_side = np.zeros([3, 3]), 0  # rows: pixel count, sum, sum of squares (float64: no overflow)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    buckets, max_side = np.zeros([STAT_BUCKETS, 3, 3]), 0  # float64: no overflow
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool_:
         for split, entries in listing.items():
-            stats = pool.map(_image_stats, [os.path.join(root, rel) for rel, *_ in entries])
+            stats = pool_.map(_image_stats, [os.path.join(root, rel) for rel, *_ in entries])
+            points = splits.positions([rel for rel, *_ in entries]) if split == pool else None
             files[split] = []
-            for (rel, label, *_), stat in zip(entries, stats):
+            for i, ((rel, label, *_), stat) in enumerate(zip(entries, stats)):
                 if stat is None:
                     bad.append(rel)
                     continue
                 files[split].append([rel, label])
                 max_side = max(max_side, stat[1])
-                if split == "train":
-                    sums += stat[0]
-    if not files["train"]:
-        raise DataError(f"no readable images in {root}/train ({len(bad)} unreadable, first: {bad[0]})")
-    mean = sums[1] / sums[0]
-    std = np.sqrt(np.maximum(sums[2] / sums[0] - mean ** 2, 0.0))
-    return dict(files=files, bad_files=bad, mean=mean.tolist(), std=np.maximum(std, 1.0).tolist(),
-                max_side=max_side)
+                if points is not None:
+                    buckets[min(int(points[i] * STAT_BUCKETS), STAT_BUCKETS - 1)] += stat[0]
+    if not files[pool]:
+        where = os.path.join(root, pool) if pool != FLAT else root
+        raise DataError(f"no readable images in {where} ({len(bad)} unreadable, first: {bad[0]})")
+    return dict(files=files, bad_files=bad, buckets=buckets.tolist(), max_side=max_side)
 
 
 def _image_stats(path: str):

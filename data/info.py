@@ -28,9 +28,19 @@ class DatasetInfo:
     image_size: int  # model input size in pixels (square)
     small_images: bool  # source images <= 64 px: CIFAR-style preprocessing
     num_train: int
-    num_eval: int
-    train_split: str
-    eval_split: str  # 'test', else 'validation' (folders: test/ else val/)
+    num_eval: int  # the test split's examples
+    train_split: str  # the source split that training examples come from ('train'; a flat folder: 'all')
+    eval_split: str  # the test split's source: 'test', else 'validation' (folders: test/ else val/; flat: 'all')
     class_names: tuple
     mean: tuple  # per-channel, [0, 255] units
     std: tuple
+    # The validation split (data/splits.py): '' none, the dataset's own ('validation', a folder's 'val'), or
+    # train_split itself when it is carved from the training examples by hash.
+    validation_split: str = ""
+    num_validation: int = 0
+    validation_fraction: float = 0.0  # of train_split, when carved
+    test_fraction: float = 0.0        # of train_split, when the test split is carved too (flat folders)
+
+    @property
+    def has_validation(self):
+        return bool(self.validation_split)

@@ -48,7 +48,7 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
     # so epochs have clean step boundaries); pipeline p takes positions p, p + P, p + 2P, ... of that.
     epoch_share = steps_per_epoch * global_batch_size // pipelines
     skip = start_step * global_batch_size // pipelines
-    split = load_split(info, info.train_split, data_dir, shuffle_seed=seed)
+    split = load_split(info, "train", data_dir, shuffle_seed=seed)
     if split.lookup is not None:
         positions = _addressable_order(split.size, steps_per_epoch * global_batch_size, pipelines, pipeline_id,
                                        skip, seed)
@@ -67,17 +67,18 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
 
 def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, global_batch_size: int,
                       input_context: Optional[tf.distribute.InputContext] = None,
-                      margin: bool = False) -> tf.data.Dataset:
-    """One ordered pass: (images, labels int32, weights float32 [b]), every batch exactly b examples. margin
-    (large images): the central squares the crops of test-time augmentation come from (256 px for 224).
+                      margin: bool = False, split: str = "test") -> tf.data.Dataset:
+    """One ordered pass over `split` ('test' or 'validation'): (images, labels int32, weights float32 [b]), every
+    batch exactly b examples. margin (large images): the central squares the crops of test-time augmentation
+    come from (256 px for 224).
 
     The tail is padded with weight-0 examples so that each input pipeline yields the same number of batches, a
-    multiple of its replicas: every replica gets a full batch in every one of ceil(num_eval / global_batch_size)
-    steps, and the weights over all replicas sum to num_eval.
+    multiple of its replicas: every replica gets a full batch in every one of ceil(examples / global_batch_size)
+    steps, and the weights over all replicas sum to the split's examples.
     """
     pipelines, pipeline_id, replica_batch = _layout(global_batch_size, input_context)
-    steps = math.ceil(info.num_eval / global_batch_size)
-    split = load_split(info, info.eval_split, data_dir)
+    source = load_split(info, split, data_dir)
+    steps = math.ceil(source.size / global_batch_size)
     size = info.image_size
     if margin and not info.small_images:
         size = preprocessing.tta_size(info.image_size)
@@ -90,7 +91,7 @@ def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glob
                                               preprocessing.EVAL_CROP_FRACTION)
         return preprocessing.normalize(image, info.mean, info.std), label, tf.constant(1.0)
 
-    real = split.records.shard(pipelines, pipeline_id).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    real = source.records.shard(pipelines, pipeline_id).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     padding = tf.data.Dataset.from_tensors((tf.zeros([size, size, 3]), tf.constant(0), tf.constant(0.0)))
     ds = real.concatenate(padding.repeat()).take(steps * global_batch_size // pipelines)
     ds = ds.batch(replica_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -99,7 +100,7 @@ def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glob
 
 def make_pixel_dataset(info: DatasetInfo, split: str, *, data_dir: Optional[str] = None,
                        limit: Optional[int] = None, spread: bool = False) -> tf.data.Dataset:
-    """Up to `limit` examples of `split` as an exported model takes them, one at a time: (raw, pixels, label).
+    """Up to `limit` examples of `split` ('train', 'validation' or 'test') as an exported model takes them, one at a time: (raw, pixels, label).
     raw is the stored image (uint8 [S, S, 3] for small images, encoded bytes otherwise), pixels its eval transform
     before the normalization (preprocessing.eval_pixels: float32 0-255, [S, S, 3]). spread: examples evenly
     spaced over the split (a calibration set then spans every class of a folder, which is sorted by class; a

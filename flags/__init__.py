@@ -19,7 +19,15 @@ def __getattr__(name):
 
 def define_data_flags():
     flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, imagenet2012, another tfds image dataset "
-                        "(imagenette, oxford_flowers102, ...) or folder:/path with train/<class>/ and test/<class>/.")
+                        "(imagenette, oxford_flowers102, ...) or folder:/path with <class>/ folders, or train/<class>/ "
+                        "and test/<class>/ (and val/<class>/).")
+    flags.DEFINE_float("validation_split", None, "Fraction of the training split held out (by a hash of each "
+                       "image's identity) for the evaluations during training and the choice of best/ (default: the "
+                       "dataset's own validation split beside its test split, else 0.1, at most 10,000 images; 0: "
+                       "none, the evaluations then monitor the test split and nothing is selected). A resumed run "
+                       "keeps its own.")
+    flags.DEFINE_float("test_split", None, "Flat folders (folder:/path with <class>/*) only: fraction held out by hash "
+                       "as the test split (default 0.1).")
     flags.DEFINE_string("data_dir", None, "tfds data directory (default: tfds' own, or $TFDS_DATA_DIR).")
     flags.DEFINE_integer("image_size", None, "Model input size (default: 32 for small-image datasets, else the "
                          "model's: 224, Inception V3 299).")
@@ -88,12 +96,14 @@ def define_training_flags():
     flags.DEFINE_float("cutmix_prob", None, "Share of batches cut-mixed (default: 1, or 0.5 beside mixup).")
     flags.DEFINE_integer("precise_bn_examples", 2048, "Before each eval and checkpoint, recompute the batch-norm "
                          "statistics from this many training images (0: keep the moving averages).")
-    flags.DEFINE_float("epochs_between_evals", 1.0, "Evaluate on the test split this often, and at the end.")
+    flags.DEFINE_float("epochs_between_evals", 1.0, "Evaluate on the validation split this often (on the test split, "
+                       "for monitoring only, with --validation_split=0); the test split once at the end.")
     flags.DEFINE_integer("steps_per_loop", 20, "Train steps per tf.function call (less host overhead on GPUs).")
     flags.DEFINE_integer("log_every_steps", 100, "Console line and TensorBoard scalars every this many steps.")
     flags.DEFINE_integer("keep_checkpoints", 5, "Most recent checkpoints kept (one is written every epoch).")
-    flags.DEFINE_integer("keep_best", 1, "Best checkpoints kept by eval top-1, in <model_dir>/best/ with best.json "
-                         "(eval.py --checkpoint=best).")
+    flags.DEFINE_integer("keep_best", 1, "Best checkpoints kept by validation top-1, in <model_dir>/best/ with "
+                         "best.json; eval.py, predict.py and export.py use the best one (none without a validation "
+                         "split: they use the final checkpoint).")
     flags.DEFINE_enum("nan_policy", "stop", ["stop", "skip_batch"], "A non-finite loss: stop without saving (the "
                       "last good checkpoint stays), or skip that batch's update and go on.")
     flags.DEFINE_integer("debug_nan_at_step", None, "Testing aid: make the loss of this step NaN, to rehearse "

@@ -6,6 +6,7 @@ import data
 import model
 from flags import recipes
 from training.config import Config
+from training.rundir import run_dir
 
 
 class ConfigError(ValueError):
@@ -23,7 +24,10 @@ def make_config(flag_values, out=print):
     _check_positive(f, "batch_size", "steps_per_loop", "log_every_steps", "keep_checkpoints", "epochs_between_evals",
                     "cpu_devices", "width", "bn_momentum", "worker_join_timeout")
     entry = model.MODELS[f.model]
-    info = data.get_info(f.dataset, f.data_dir, f.image_size, strict=f.strict)
+    model_dir = f.model_dir or os.path.join("runs", f"{_slug(f.dataset)}_{_model_name(f)}")
+    validation_split, test_split = _split_request(f, model_dir)
+    info = data.get_info(f.dataset, f.data_dir, f.image_size, strict=f.strict, validation_split=validation_split,
+                         test_split=test_split)
     if f.image_size is None and not info.small_images:  # large images are resized to the model's input size
         info = dataclasses.replace(info, image_size=entry.image_size)
     try:
@@ -47,7 +51,7 @@ def make_config(flag_values, out=print):
     mixing = _mix_probabilities(f, pick("mixup_alpha"), pick("cutmix_alpha"))
     return Config(
         dataset=f.dataset, data_dir=f.data_dir, image_size=info.image_size, num_classes=info.num_classes,
-        strict=f.strict, model_dir=f.model_dir or os.path.join("runs", f"{_slug(f.dataset)}_{_model_name(f)}"),
+        strict=f.strict, model_dir=model_dir, **_splits_of(info),
         depth=f.depth, unit=f.unit, arch=f.arch, width=f.width, sync_bn=f.sync_bn, bn_momentum=f.bn_momentum,
         batch_size=batch_size, train_steps=train_steps, steps_per_epoch=steps_per_epoch,
         learning_rate=pick("learning_rate"), lr_batch_denominator=recipe["lr_batch_denominator"],
@@ -62,6 +66,29 @@ def make_config(flag_values, out=print):
         ema_decay=ema_decay, cutout=pick("cutout"), randaugment_layers=pick("randaugment_layers"),
         randaugment_magnitude=pick("randaugment_magnitude"), precise_bn_examples=f.precise_bn_examples,
         worker_join_timeout=f.worker_join_timeout, **mixing), info
+
+
+def _split_request(f, model_dir):
+    """(--validation_split, --test_split) as given; left out, a resumed run's own (runs from before validation
+    splits existed had none), else None: the dataset's default."""
+    try:
+        saved = run_dir.read_config(model_dir)
+    except ValueError:  # an unreadable config.json: the run's start-up check says so
+        saved = None
+    if saved is None:
+        return f.validation_split, f.test_split
+    return (saved["validation_split"] if f.validation_split is None else f.validation_split,
+            saved["test_split"] if f.test_split is None else f.test_split)
+
+
+def _splits_of(info):
+    """The Config's record of the splits: validation_split None = the dataset's own, 0 = none, else the
+    fraction carved from training; test_split the fraction carved from a flat folder, else None."""
+    if not info.has_validation:
+        validation = 0.0
+    else:
+        validation = info.validation_fraction or None
+    return {"validation_split": validation, "test_split": info.test_fraction or None}
 
 
 def _decay_epochs(f, recipe, train_epochs, out):

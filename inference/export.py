@@ -156,7 +156,7 @@ def calibration_batches(info, data_dir, examples):
     """int8's calibration set: `examples` training images spread over the split, in the eval transform, as
     float32 pixel batches [1, S, S, 3]. Raises DataError naming the run's data dir when they can't be read."""
     try:
-        pixels = [p.numpy()[None] for _, p, _ in data.make_pixel_dataset(info, info.train_split, data_dir=data_dir,
+        pixels = [p.numpy()[None] for _, p, _ in data.make_pixel_dataset(info, "train", data_dir=data_dir,
                                                                           limit=examples, spread=True)]
     except (tf.errors.OpError, data.DataError) as e:
         reason = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
@@ -193,7 +193,7 @@ def model_card(model, export_dir, formats, top_k, tta, calibration, rows):
         "saved_model": {"signatures": [BYTES_SIGNATURE, IMAGES_SIGNATURE], "top_k": min(top_k, info.num_classes),
                         "tta": tta, "note": "takes encoded images or uint8 images of any size and preprocesses them "
                                             "itself"},
-        "calibration": calibration and {"split": info.train_split, "examples": calibration},
+        "calibration": calibration and {"split": "train", "examples": calibration},
         "files": files,
         "verification": rows or "skipped",
     }

@@ -23,11 +23,13 @@ class TrainedModel:
     step: int
     averaged: bool = False  # the weights are the run's EMA
     data_dir: str | None = None  # where the run read its dataset (config.json)
+    reason: str = ""  # which checkpoint and why (checkpoints.choose)
 
 
 def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32"):
-    """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best kept one,
-    else the latest): its weight EMA when the run has one, unless raw_weights; its network computing in `dtype`
+    """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best on the
+    validation split, else the latest): the weights training chose for it (its weight EMA when the run has one and
+    chose nothing), unless raw_weights; its network computing in `dtype`
     (a resolved one; the weights stay float32 and the logits are float32). Needs no dataset when the run
     recorded its DatasetInfo in config.json."""
     try:
@@ -41,11 +43,11 @@ def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32"):
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
     net, _ = network.create(config, info.num_classes, dtype)
     try:
-        path = checkpoints.find(model_dir, checkpoint, prefer_best=True)
-        step, averaged = checkpoints.restore_weights(path, net, raw_weights)
+        choice = checkpoints.choose(model_dir, checkpoint)
+        step, averaged = checkpoints.restore_weights(choice.path, net, raw_weights or choice.weights == "raw")
     except checkpoints.CheckpointError as e:
         raise LoadError(str(e)) from None
-    return TrainedModel(net, info, path, step, averaged, config["data_dir"])
+    return TrainedModel(net, info, choice.path, step, averaged, config["data_dir"], choice.reason)
 
 
 def preprocess_image(image, info, margin=False):

@@ -33,7 +33,7 @@ def verify(export_dir, formats, info, data_dir, examples, reference_dir):
                if f.name != "saved_model"}
     counts = {name: {"correct": 0, "agree": 0, "max_abs_dp": 0.0} for name in ["saved_model", *runners]}
     seen, first = 0, None
-    for raw, pixels, labels in data.make_pixel_dataset(info, info.eval_split, data_dir=data_dir,
+    for raw, pixels, labels in data.make_pixel_dataset(info, "test", data_dir=data_dir,
                                                        limit=examples).batch(64):
         pixels, labels = pixels.numpy(), labels.numpy()
         first = pixels if first is None else first

@@ -73,6 +73,9 @@ class Config:
     imported_from: str | None = None    # the weights' source; such a run is never trained itself
     # multi-worker
     worker_join_timeout: float = 600.0  # seconds a worker waits for the others of TF_CONFIG to start
+    # the splits (data/splits.py); runs from before they existed trained on all of train and evaluated on test
+    validation_split: float | None = 0.0  # None: the dataset's own; 0: none; else the fraction carved from train
+    test_split: float | None = None       # flat folders: the fraction carved as the test split
 
     @property
     def lr(self):

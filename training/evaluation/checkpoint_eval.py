@@ -23,7 +23,7 @@ class EvalError(Exception):
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     model_dir: str
-    checkpoint: str | None = None   # a checkpoint prefix, or 'best'; None: the latest in model_dir
+    checkpoint: str | None = None   # a checkpoint prefix, or 'best'; None: the best on validation, else the latest
     dataset: str | None = None      # None: the run's
     data_dir: str | None = None     # None: the run's
     batch_size: int | None = None   # None: the run's
@@ -56,9 +56,12 @@ def run(config, out=print):
                                         examples=config.precise_bn_examples, seed=run_config["seed"],
                                         data_dir=config.data_dir or run_config["data_dir"])
     writer = metrics = None
-    for path in _checkpoints(config):
+    for choice in _checkpoints(config):
+        path = choice.path
+        if not config.watch:
+            out(f"checkpoint {choice.reason}")
         try:
-            step, averaged = checkpoints.restore_weights(path, net, config.raw_weights)
+            step, averaged = checkpoints.restore_weights(path, net, config.raw_weights or choice.weights == "raw")
         except checkpoints.CheckpointError as e:
             raise EvalError(str(e)) from None
         recomputed = precise.recompute()
@@ -100,9 +103,9 @@ def eval_info(config, run_config):
 
 def _checkpoints(config):
     if config.watch and config.checkpoint is None:
-        return _watch(config.model_dir, config.timeout)
+        return (checkpoints.Choice(path, None, path) for path in _watch(config.model_dir, config.timeout))
     try:
-        return [checkpoints.find(config.model_dir, config.checkpoint)]
+        return [checkpoints.choose(config.model_dir, config.checkpoint)]
     except checkpoints.CheckpointError as e:
         raise EvalError(str(e)) from None
 
@@ -156,11 +159,25 @@ def report(metrics, per_class, out=print):
         out(line)
 
 
+TRAINING_RESULTS = ("final", "best_on_validation")
+
+
+def training_results(path):
+    """The parts of a metrics.json that train.py wrote: the test numbers of its final and best checkpoints."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: record[k] for k in TRAINING_RESULTS if k in record}
+
+
 def write_metrics(model_dir, metrics, info):
     """metrics.json; the confusion matrix is in its own CSV (1,000,000 cells for ImageNet)."""
     record = {k: v for k, v in metrics.items() if k != "confusion_matrix"}
     record["per_class_accuracy"] = dict(zip(info.class_names, metrics["per_class_accuracy"]))
     path = os.path.join(model_dir, "eval", "metrics.json")
+    record.update(training_results(path))  # what train.py wrote there at its end stays
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)
     os.replace(path + ".tmp", path)

@@ -9,11 +9,11 @@ from training.compute import step as steps
 class Evaluator:
     """Runs the eval step over the distributed eval split inside one tf.function and sums the replicas."""
 
-    def __init__(self, strategy, model, info, batch_size, data_dir=None, tta="none"):
-        self.strategy = strategy
+    def __init__(self, strategy, model, info, batch_size, data_dir=None, tta="none", split="test"):
+        self.strategy, self.split = strategy, split
         self.dataset = strategy.distribute_datasets_from_function(
             lambda ctx: data.make_eval_dataset(info, data_dir=data_dir, global_batch_size=batch_size,
-                                               input_context=ctx, margin=tta == "flip+crops"))
+                                               input_context=ctx, margin=tta == "flip+crops", split=split))
         eval_step = steps.make_eval_step(model, info.num_classes, tta, info.image_size)
 
         zero = tf.constant(0.0)

@@ -11,7 +11,7 @@ from training.compute import bn_stats, ema as averaging, network, optimizer as o
 from training.distribute import failures, strategy as strategies
 from training.errors import TrainingError
 from training.evaluation import evaluator as evaluation
-from training.loop import preemption
+from training.loop import preemption, testing
 from training.loop.blocks import Blocks, Window, make_train_loop, steps_until_event
 from training.rundir import checkpoints, run_dir, run_lock, summaries, warm_start
 
@@ -58,10 +58,13 @@ def train(config, info, out=print):
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
     out(config.describe_recipe())
+    for line in data.describe_splits(info, config.data_dir):
+        out(line)
     net, opt, ema = build(config, info, strategy)
     run_dir.check_writable(config.model_dir, net)
     ckpts = checkpoints.Checkpoints(config.model_dir, config.keep_checkpoints, chief, strategies.worker_id(strategy),
-                                    keep_best=config.keep_best, out=out, model=net, optimizer=opt,
+                                    keep_best=config.keep_best if info.has_validation else 0, out=out,
+                                    model=net, optimizer=opt,
                                     **({"ema": ema} if ema else {}))
     step = resume_or_warm_start(ckpts, net, config, out)
     writers = run_dir.start(config, info, strategy, chief, step)
@@ -100,17 +103,17 @@ def train(config, info, out=print):
                 ckpts.save(step, step // config.steps_per_epoch)
             if eval_due and not stop:
                 metrics = evaluate()
-                row.update(report_eval(step, metrics, writers[1:], ckpts, out))
+                row.update(report_eval(step, metrics, writers[1:], ckpts, evaluate.split, out))
             metrics_csv.write(step, step / config.steps_per_epoch, row)
             if stop:
                 raise stopped(step, ckpts, blocks, signals, stop_votes)
-        metrics = metrics or evaluate()
+        results = testing.test_at_end(evaluate, metrics, ckpts, step)
         if chief:
+            testing.write_results(config.model_dir, results)
             ckpts.mark_done(step)
-    averaged = f"  EMA top-1 {metrics['ema']['top_1']:.4f}" if "ema" in metrics else ""
-    out(f"final: step {step}  test top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}{averaged}  "
+    out(f"final: step {step}  {testing.describe(results)}  "
         f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
-    return metrics
+    return results
 
 
 def stopped(step, ckpts, blocks, signals, votes):
@@ -148,20 +151,26 @@ def resume_or_warm_start(ckpts, net, config, out):
 
 
 class Evaluation:
-    """The evaluations of a run: precise batch-norm statistics for the weights and for their EMA, then the test
-    split with each."""
+    """The evaluations of a run: precise batch-norm statistics for the weights and for their EMA, then the
+    validation split (the test split, for monitoring only, when the run has none) with each; `test()` evaluates
+    the test split the same way, which the run does once, at its end."""
 
-    def __init__(self, evaluator, ema, precise, out=print):
+    def __init__(self, evaluator, ema, precise, out=print, split="test", test=None):
         self.evaluator, self.ema, self.precise, self.out = evaluator, ema, precise, out
+        self.split = split
+        self._make_test, self._test = test, None  # an Evaluator of the test split, built on first use
 
     @classmethod
     def of(cls, config, info, strategy, net, ema, out=print):
-        """The evaluations of the run `config` describes: its test split, and precise statistics from its
-        training split."""
-        return cls(evaluation.Evaluator(strategy, net, info, config.batch_size, config.data_dir), ema,
+        """The evaluations of the run `config` describes: its validation (else test) split, and precise
+        statistics from its training split."""
+        split = "validation" if info.has_validation else "test"
+        make = lambda split: evaluation.Evaluator(strategy, net, info, config.batch_size,  # noqa: E731
+                                                  config.data_dir, split=split)
+        return cls(make(split), ema,
                    bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=config.batch_size,
                                              examples=config.precise_bn_examples, seed=config.seed,
-                                             data_dir=config.data_dir), out)
+                                             data_dir=config.data_dir), out, split, lambda: make("test"))
 
     def refresh_statistics(self):
         """Recomputes the batch-norm statistics of the weights, and of the EMA with its weights swapped in."""
@@ -173,15 +182,23 @@ class Evaluation:
         if line:
             self.out(line + (" (and as much again for the EMA)" if self.ema is not None else ""))
 
-    def __call__(self):
+    def __call__(self, evaluator=None):
         """The raw weights' metrics, with the EMA's under 'ema' when the run has one, and the 'seconds' it took."""
+        evaluator = evaluator or self.evaluator
         started = time.perf_counter()
-        metrics = self.evaluator()
+        metrics = evaluator()
         if self.ema is not None:
             with self.ema.swapped_in():
-                metrics["ema"] = self.evaluator()
+                metrics["ema"] = evaluator()
         metrics["seconds"] = time.perf_counter() - started
         return metrics
+
+    def test(self):
+        """__call__ on the test split."""
+        if self.split == "test":
+            return self()
+        self._test = self._test or self._make_test()
+        return self(self._test)
 
 
 def build(config, info, strategy):
@@ -228,16 +245,20 @@ def log(step, metrics, opt, progress, writer, config):
             "images_per_second": steps_per_s * config.batch_size}
 
 
-def report_eval(step, metrics, writers, ckpts, out):
-    """Console line, TensorBoard (eval/, and eval_ema/ for the EMA), best checkpoints (by the EMA's top-1 when
-    the run has one: it is what eval.py, predict.py and export.py use); returns the metrics.csv columns."""
+def report_eval(step, metrics, writers, ckpts, split, out):
+    """Console line, TensorBoard (eval/, and eval_ema/ for the EMA), best checkpoints on the validation split (the
+    raw weights or the EMA, whichever has the higher top-1; what eval.py, predict.py and export.py then use);
+    returns the metrics.csv columns."""
     averaged = metrics.get("ema")
-    rank = ckpts.consider_best(step, averaged or metrics)
+    rank = None
+    if split == "validation":  # nothing is ever selected on the test split
+        weights, chosen = testing.better_weights(metrics)
+        rank = ckpts.consider_best(step, chosen, weights)
     best = f" (kept as best #{rank})" if rank else ""
     ema_part = f"  EMA top-1 {averaged['top_1']:.4f}  top-5 {averaged['top_5']:.4f}" if averaged else ""
     out(f"eval at step {step}: top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
-        f"loss {metrics['loss']:.4f}{ema_part}  ({metrics['num_examples']} examples in {metrics['seconds']:.1f} s)"
-        f"{best}")
+        f"loss {metrics['loss']:.4f}{ema_part}  ({metrics['num_examples']} {split} examples in "
+        f"{metrics['seconds']:.1f} s){best}")
     columns = {}
     for prefix, values, writer in (("eval", metrics, writers[0]), ("eval_ema", averaged, writers[-1])):
         if values:

@@ -6,6 +6,7 @@ disk) fails its per-tensor checksums on restore; the run then falls back to the 
 
 Every worker must take part in a save under MultiWorkerMirroredStrategy; only the chief writes into model_dir,
 the others into model_dir/workers/<id> (kept, so their weights can be compared with the chief's)."""
+import dataclasses
 import json
 import os
 import time
@@ -28,7 +29,8 @@ class Checkpoints:
         self.directory = model_dir if chief else os.path.join(model_dir, "workers", str(worker))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=keep,
                                                   checkpoint_name="ckpt")
-        self.best = Best(os.path.join(self.directory, BEST_DIR), keep_best, self.checkpoint) if chief else None
+        # Every worker keeps its own (in its own directory), so that each can restore the best weights at the end.
+        self.best = Best(os.path.join(self.directory, BEST_DIR), keep_best, self.checkpoint)
         self.out = out
         self.restored = None  # the checkpoint restore_latest() used
         self.seconds = None   # how long the last save took
@@ -78,12 +80,19 @@ class Checkpoints:
             self.out(f"checkpoint {path} written in {self.seconds:.1f} s")
         return path
 
-    def consider_best(self, step, metrics):
-        """Keeps the weights of `step` among the best --keep_best by eval top-1; returns their rank or None."""
-        if self.best is None:
-            return None
+    def consider_best(self, step, metrics, weights="raw"):
+        """Keeps the weights of `step` among the best --keep_best by validation top-1 (`metrics`, of its `weights`:
+        'raw' or 'ema'); returns their rank or None."""
         self.step.assign(step)
-        return self.best.consider(step, metrics)
+        return self.best.consider(step, metrics, weights)
+
+    def restore_best(self):
+        """Restores the best kept checkpoint into the run's objects; returns its record, or None if none is kept."""
+        records = self.best.records()
+        if not records:
+            return None
+        self.checkpoint.restore(os.path.join(self.best.directory, os.path.basename(records[0]["checkpoint"])))
+        return records[0]
 
     def mark_done(self, step):
         with open(os.path.join(self.directory, DONE_FILE), "w") as f:
@@ -91,7 +100,8 @@ class Checkpoints:
 
 
 class Best:
-    """The best `keep` checkpoints by eval top-1, in best/ with best.json recording their metrics."""
+    """The best `keep` checkpoints by validation top-1, in best/ with best.json recording the split, the metric
+    and each one's metrics and weights (raw or EMA)."""
 
     def __init__(self, directory, keep, checkpoint):
         self.directory, self.keep, self.checkpoint = directory, keep, checkpoint
@@ -99,12 +109,12 @@ class Best:
     def records(self):
         return read_best(os.path.dirname(self.directory))
 
-    def consider(self, step, metrics):
+    def consider(self, step, metrics, weights="raw"):
         """Keeps this step's weights if they rank among the best; returns their rank (1 = best) or None."""
         if self.keep <= 0:
             return None
         records = [r for r in self.records() if r["step"] != step]
-        entry = {"step": step, **{k: metrics[k] for k in ("top_1", "top_5", "loss")}}
+        entry = {"step": step, "weights": weights, **{k: metrics[k] for k in ("top_1", "top_5", "loss")}}
         ranked = sorted(records + [entry], key=lambda r: (-r["top_1"], r["step"]))
         kept, dropped = ranked[:self.keep], ranked[self.keep:]
         if entry not in kept:
@@ -117,36 +127,73 @@ class Best:
         for record in dropped:
             for name in tf.io.gfile.glob(record["checkpoint"] + ".*"):
                 tf.io.gfile.remove(name)
-        _write_json(os.path.join(self.directory, BEST_FILE), kept)
+        _write_json(os.path.join(self.directory, BEST_FILE),
+                    {"split": SELECTION_SPLIT, "metric": "top_1", "checkpoints": kept})
         return kept.index(entry) + 1
 
 
+SELECTION_SPLIT = "validation"
+
+
 def read_best(model_dir):
-    """best.json of a run: [{'step', 'top_1', 'top_5', 'loss', 'checkpoint'}], best first."""
+    """best.json's checkpoints: [{'step', 'weights', 'top_1', 'top_5', 'loss', 'checkpoint'}], best first."""
+    return read_selection(model_dir)[1]
+
+
+def read_selection(model_dir):
+    """(the split best/ was chosen on, its checkpoints best first); (None, []) without best.json. Runs from before
+    validation splits existed wrote a bare list, chosen on the test split."""
     path = os.path.join(model_dir, BEST_DIR, BEST_FILE)
     if not os.path.exists(path):
-        return []
+        return None, []
     with open(path) as f:
-        return json.load(f)
+        record = json.load(f)
+    if isinstance(record, list):
+        return "test", record
+    return record["split"], record["checkpoints"]
 
 
-def find(model_dir, which=None, prefer_best=False):
-    """The checkpoint prefix to read from a run: `which` (a prefix, or 'best'); otherwise the best kept one if
-    prefer_best and there is one, else the latest. Raises CheckpointError naming what is missing."""
-    best = read_best(model_dir)
-    if which == "best" or (which is None and prefer_best and best):
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The checkpoint a tool reads from a run, the weights to take from it (None: the EMA if it holds one), and
+    why, in words for the console."""
+    path: str
+    weights: str | None
+    reason: str
+
+
+def choose(model_dir, which=None):
+    """The checkpoint eval.py, predict.py, export.py and fine-tuning read: `which` (a prefix, or 'best') if given;
+    else the best on the validation split, else the latest. Raises CheckpointError naming what is missing."""
+    split, best = read_selection(model_dir)
+    if which == "best" or (which is None and split == SELECTION_SPLIT and best):
         if not best:
-            raise CheckpointError(f"{model_dir} has no best checkpoint yet (train.py keeps them with --keep_best)")
+            raise CheckpointError(f"{model_dir} has no best checkpoint (train.py keeps them with --keep_best when "
+                                  "the run has a validation split)")
         # best.json holds the path as training saw it (maybe relative to another directory): take its name only.
-        return os.path.join(model_dir, BEST_DIR, os.path.basename(best[0]["checkpoint"]))
+        path = os.path.join(model_dir, BEST_DIR, os.path.basename(best[0]["checkpoint"]))
+        weights = best[0].get("weights")
+        how = f", {weights} weights" if weights else ""
+        reason = f"the best {split} top-1 ({best[0]['top_1']:.4f}{how}) of the evaluations during training"
+        if split == "test":
+            reason += "; chosen on the test split, so its test numbers are optimistic"
+        return Choice(path, weights, f"{path}: {reason}")
     if which:
         if not tf.io.gfile.exists(which + ".index"):
             raise CheckpointError(f"no checkpoint at {which} (give the prefix, e.g. {model_dir}/ckpt-100)")
-        return which
+        return Choice(which, None, f"{which}: as given")
     latest = tf.train.latest_checkpoint(model_dir)
     if not latest:
         raise CheckpointError(f"no checkpoint in {model_dir} yet")
-    return latest
+    why = ("best/ was chosen on the test split (a run from before validation splits), so it is not used unless "
+           "--checkpoint=best" if best else "the run has no validation split, so nothing was selected")
+    done = os.path.exists(os.path.join(model_dir, DONE_FILE))
+    return Choice(latest, None, f"{latest}: the {'final' if done else 'latest'} checkpoint ({why})")
+
+
+def find(model_dir, which=None):
+    """choose()'s checkpoint prefix."""
+    return choose(model_dir, which).path
 
 
 def _write_json(path, value):

@@ -76,11 +76,26 @@ def check_compatible(config):
         raise TrainingError(f"{config.model_dir} trains in {saved['dtype']}, not --dtype={config.dtype}; pass "
                             f"--dtype={saved['dtype']} or leave --dtype out to resume it, or start a new --model_dir "
                             f"with --init_checkpoint={config.model_dir}")
+    held_out = lambda c: (c["validation_split"], c["test_split"])  # noqa: E731
+    if held_out(saved) != held_out(dataclasses.asdict(config)):
+        # A resume reads the recorded split (flags/config.py); a given other one would move images between
+        # training, selection and test.
+        raise TrainingError(f"{config.model_dir} holds {describe_split(*held_out(saved))}, not "
+                            f"{describe_split(*held_out(dataclasses.asdict(config)))}; leave --validation_split and "
+                            "--test_split out to resume it with its own, or start a new --model_dir")
     theirs = {k: saved.get(k) for k in config.architecture()}
     diff = {k: (theirs[k], v) for k, v in config.architecture().items() if theirs[k] != v}
     if diff:
         what = ", ".join(f"{k}={a} (asked {b})" for k, (a, b) in diff.items())
         raise TrainingError(f"{config.model_dir} holds another run: {what}; use another --model_dir")
+
+
+def describe_split(validation, test):
+    """config.json's split fields in words."""
+    what = ("the dataset's own validation split" if validation is None else
+            "no validation split (--validation_split=0)" if validation == 0 else
+            f"a validation split of --validation_split={validation:g}")
+    return what + (f" and --test_split={test:g}" if test else "")
 
 
 def unwritable(model_dir, error):

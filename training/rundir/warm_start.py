@@ -17,12 +17,12 @@ DONOR_IMAGE_SIZE = 224  # published weights are built at their own input size; c
 
 
 def source(path):
-    """(checkpoint prefix, its run's saved config) for a run directory (its best, else latest checkpoint) or a
+    """(checkpoint prefix, its run's saved config) for a run directory (its best on validation, else latest) or a
     checkpoint prefix inside one (DIR/ckpt-N or DIR/best/ckpt-N)."""
     model_dir, prefix = _run_of(path)
     try:
         config = run_dir.read_config(model_dir)
-        prefix = checkpoints.find(model_dir, prefix, prefer_best=True)
+        prefix = checkpoints.find(model_dir, prefix)
     except (ValueError, checkpoints.CheckpointError) as e:
         raise TrainingError(f"--init_checkpoint: {e}") from None
     if config is None:
