@@ -13,7 +13,7 @@ from flags import logs, shared  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (e.g. DIR/ckpt-390), or 'best' (the run's best by "
-                    "eval top-1); default: the latest.")
+                    "validation top-1); default: the best on validation, else the latest.")
 flags.DEFINE_string("dataset", None, "Evaluate on this dataset instead of the run's (same classes).")
 flags.DEFINE_string("data_dir", None, "tfds data directory, if it moved since training.")
 flags.DEFINE_integer("batch_size", None, "Global eval batch size (default: the run's).")

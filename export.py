@@ -55,6 +55,7 @@ def main(argv):
     print(choice.line(), flush=True)
     try:
         model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype)
+        print(f"checkpoint {model.reason}", flush=True)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)
     if model.info.small_images and FLAGS.tta == "flip+crops":

@@ -78,6 +78,7 @@ def load_classifier():
     print(choice.line(), flush=True)
     try:
         model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype)
+        print(f"checkpoint {model.reason}", flush=True)
         classifier = export.Classifier(model, FLAGS.top_k, FLAGS.tta)
     except (trained.LoadError, data.DataError, ValueError) as e:
         logs.fail(e)

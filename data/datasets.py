@@ -287,14 +287,14 @@ def _tfds_info(name: str, builder, image_size: Optional[int], validation_split: 
 def _validation(name, own, requested, builder, num_train):
     """The DatasetInfo fields of the validation split: the dataset's own split `own` (a name, or ''), a fraction
     of 'train' carved by the hash of each example's tfds id, or none (requested 0)."""
-    if requested == 0:
-        return {}
-    if own:
+    if own and requested != 0:
         if requested is not None:
             logging.warning("%s has its own validation split '%s'; --validation_split=%g is not used", name, own,
                             requested)
         return {"validation_split": own, "num_validation": builder.info.splits[own].num_examples}
-    fraction = splits.default_validation(num_train) if requested is None else requested
+    fraction = splits.default_validation(name, num_train) if requested is None else requested
+    if fraction == 0:
+        return {}
     carve = splits.Carve(validation=fraction)
     points = splits.positions(tfds_identities(builder, "train"))
     count = int(np.count_nonzero(splits.in_role(points, carve, "validation")))

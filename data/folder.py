@@ -111,7 +111,7 @@ def _carve(root, layout, pool, validation_split, test_split) -> dict:
         if validation_split is not None:
             logging.warning("%s has its own val/ split; --validation_split=%g is not used", root, validation_split)
         return {**fields, "validation_split": layout["val"]}
-    fraction = splits.default_validation(pool) if validation_split is None else validation_split
+    fraction = splits.default_validation("folder", pool) if validation_split is None else validation_split
     if fraction + test >= splits.MAX_HELD_OUT:
         raise DataError(f"--validation_split={fraction:g} and --test_split={test:g} hold out "
                         f"{fraction + test:.0%} of {root}; together they must stay below "
@@ -131,7 +131,8 @@ def _check_counts(root, class_names, counts, fields) -> None:
                    "its own folders")
             raise DataError(f"class '{name}' of {root} has {total} image(s), none of them in the {role} split "
                             f"({how}); every class needs images in every split: add images to it (about "
-                            f"{_images_needed(fields)} or more), or remove the class")
+                            f"{_images_needed(fields)} or more), remove the class"
+                            f"{', or pass --validation_split=0 (no validation split)' if role == 'validation' else ''}")
 
 
 def _images_needed(fields) -> int:
@@ -179,8 +180,9 @@ def _list_files(root: str) -> tuple:
         raise DataError(f"folder dataset {root} has {'test/' if has['test'] else 'val/'} but no train/ folder; "
                         f"{expected}")
     if has["train"] and not (has["test"] or has["val"]):
-        raise DataError(f"folder dataset {root} has train/ but no test/ (or val/) folder; {expected}, or move "
-                        "the class folders out of train/ to have the test split carved by hash")
+        raise DataError(f"folder dataset {root} has train/ but no test/ (or val/) folder (found: "
+                        f"{', '.join(present)}); {expected}, or move the class folders out of train/ to have the "
+                        "test split carved by hash")
     if not has["train"]:  # flat: the class folders are at the top
         class_names = sorted(d for d in present if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
         listing = {FLAT: _list_split(root, "", class_names)}
@@ -192,7 +194,7 @@ def _list_files(root: str) -> tuple:
     layout = {"train": "train", "test": test, "val": "val" if has["test"] and has["val"] else ""}
     class_names = sorted(d for d in os.listdir(os.path.join(root, "train"))
                          if os.path.isdir(os.path.join(root, "train", d)))
-    listing = {split: _list_split(root, split, class_names) for split in sorted({"train", test, layout["val"]} - {""})}
+    listing = {split: _list_split(root, split, class_names) for split in ("train", test) + ((layout["val"],) if layout["val"] else ())}
     for split, files in listing.items():
         if not files:
             raise DataError(f"folder dataset {root}/{split} has no images in class folders; expected "

@@ -18,8 +18,8 @@ def define_raw_weights():
 
 
 def define_checkpoint():
-    flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best, else its "
-                        "latest.")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint prefix, or 'best'; default: the run's best on validation, "
+                        "else its latest.")
 
 
 def define_dtype(what):

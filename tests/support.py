@@ -34,7 +34,10 @@ def train_args(data_dir, model_dir, *extra):
             # float32: eval.py at another batch size then reproduces the run's evals exactly; in bfloat16 (what
             # --dtype=auto picks on AMX CPUs) oneDNN's kernels differ by batch size, and 2 of 1017 images flipped
             # (tests/entry_points/test_mixed_precision_cli.py covers bfloat16 runs)
-            "--dtype=float32", *extra)
+            "--dtype=float32",
+            # All 4068 training images (127 steps per epoch) and evaluations of the test split, for monitoring:
+            # these tests are about other things; tests/training/loop/test_selection.py covers validation splits.
+            "--validation_split=0", *extra)
 
 
 def tensors(directory, tag):

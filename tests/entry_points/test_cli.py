@@ -32,6 +32,10 @@ def test_run_directory(trained):
     assert saved["config"]["depth"] == 8 and saved["config"]["train_steps"] == STEPS
     assert saved["tensorflow"] == tf.__version__ and "replica" in saved["strategy"]
     assert out.strip().splitlines()[-1].startswith(f"final: step {STEPS}  test top-1 ")
+    # --validation_split=0: said at start, nothing selected, and every tool takes the final checkpoint
+    assert "no validation split: the evaluations during training read the test split for monitoring only" in out
+    assert "(final checkpoint; no validation split, nothing selected)" in out.strip().splitlines()[-1]
+    assert not os.path.exists(os.path.join(model_dir, "best"))
 
 
 def test_tensorboard_events(trained):
@@ -61,10 +65,13 @@ def test_it_learns(trained):
 
 def test_eval_counts_every_example_and_agrees_with_training(trained):
     data_dir, model_dir, out = trained
-    run("eval.py", f"--model_dir={model_dir}", "--batch_size=100")
+    said = run("eval.py", f"--model_dir={model_dir}", "--batch_size=100").stdout.splitlines()[1]
+    assert said == (f"checkpoint {model_dir}/ckpt-{STEPS}: the final checkpoint (the run has no validation split, "
+                    "so nothing was selected)")
     with open(os.path.join(model_dir, "eval", "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["num_examples"] == 1017 and metrics["step"] == STEPS
+    assert metrics["final"]["top_1"] == metrics["top_1"] and "best_on_validation" not in metrics  # train.py's
     assert set(metrics["per_class_accuracy"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                                                   "horse", "ship", "truck"}
     final_eval = [float(v) for _, v in tensors(os.path.join(model_dir, "eval"), "top_1")][-1]
@@ -155,7 +162,8 @@ def test_another_model_trains_resumes_and_evaluates_with_the_same_tools(cifar_su
     assert final.startswith("final: step 6  test top-1 ")
     with open(os.path.join(tmp_path, "config.json")) as f:
         assert json.load(f)["config"]["model"] == "alexnet"
-    evaluated = run("eval.py", f"--model_dir={tmp_path}").stdout.splitlines()[0]
+    evaluated = [line for line in run("eval.py", f"--model_dir={tmp_path}").stdout.splitlines()
+                 if line.startswith("step ")][0]
     assert evaluated.startswith("step 6: top-1 " + final.split("top-1 ")[1].split()[0])
 
 

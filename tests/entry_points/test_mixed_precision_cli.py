@@ -30,7 +30,7 @@ def auto_run(cifar_subset_dir, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("auto_run"))
     out = run("train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", f"--model_dir={model_dir}",
               "--depth=8", "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=127",
-              "--steps_per_loop=127", "--bn_momentum=0.9", "--dtype=auto").stdout
+              "--steps_per_loop=127", "--bn_momentum=0.9", "--dtype=auto", "--validation_split=0").stdout
     return cifar_subset_dir, model_dir, out
 
 

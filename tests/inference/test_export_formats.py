@@ -25,7 +25,7 @@ def exported(cifar_subset_dir, tmp_path_factory):
     model_dir, export_dir = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("exports") / "all"
     run("train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", f"--model_dir={model_dir}",
         "--depth=8", "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=127", "--steps_per_loop=127",
-        "--deterministic")  # the same weights every time, so each format's margin to its threshold is fixed
+        "--deterministic", "--validation_split=0")  # the same weights every time, so each format's margin to its threshold is fixed
     out = run("export.py", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--formats=all").stdout
     return cifar_subset_dir, model_dir, export_dir, out
 

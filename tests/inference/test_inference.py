@@ -177,9 +177,10 @@ def test_fine_tuning_copies_the_backbone_and_makes_a_new_head(trained, tmp_path,
     # exactly the checkpoint's.
     extra = ["--freeze_backbone"] if freeze else ["--learning_rate=0"]
     out = run("train.py", f"--dataset=folder:{pets}", *train_args(data_dir, model_dir, "--train_steps=4",
-                                                                   f"--init_checkpoint={source_dir}", *extra)).stdout
+                                                                   f"--init_checkpoint={source_dir}", *extra,
+                                                                   "--validation_split=0")).stdout
     source = os.path.join(source_dir, "best", os.path.basename(json.load(
-        open(os.path.join(source_dir, "best", "best.json")))[0]["checkpoint"]))
+        open(os.path.join(source_dir, "best", "best.json")))["checkpoints"][0]["checkpoint"]))
     step = source.rsplit("-", 1)[1]
     assert f"from {source} (step {step}); a new 3-class head (the checkpoint's has 10)" in out
     assert "also new" not in out
@@ -194,7 +195,8 @@ def test_fine_tuning_copies_the_backbone_and_makes_a_new_head(trained, tmp_path,
         for ours_value, their_value in zip(compared, theirs[layer]):
             np.testing.assert_array_equal(ours_value, their_value, err_msg=layer)
     if freeze:  # unfreezing in the same directory would restore into another optimizer: refused up front
-        again = run("train.py", f"--dataset=folder:{pets}", *train_args(data_dir, model_dir, "--train_steps=8"),
+        again = run("train.py", f"--dataset=folder:{pets}", *train_args(data_dir, model_dir, "--train_steps=8",
+                                                                                "--validation_split=0"),
                     check=False)
         assert again.stderr.strip().splitlines()[-1] == (
             f"error: {model_dir} was trained with --freeze_backbone; pass the same, or start a new --model_dir "

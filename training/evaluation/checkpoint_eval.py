@@ -58,8 +58,6 @@ def run(config, out=print):
     writer = metrics = None
     for choice in _checkpoints(config):
         path = choice.path
-        if not config.watch:
-            out(f"checkpoint {choice.reason}")
         try:
             step, averaged = checkpoints.restore_weights(path, net, config.raw_weights or choice.weights == "raw")
         except checkpoints.CheckpointError as e:
@@ -72,7 +70,7 @@ def run(config, out=print):
         # Created only now: a refused checkpoint leaves the run directory untouched.
         writer = writer or tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
         rows = reports.write(os.path.join(config.model_dir, "eval"), metrics, info.class_names, writer)
-        report(metrics, rows, out)
+        report(metrics, rows, out, None if config.watch else choice.reason)
         write_metrics(config.model_dir, metrics, info)
     if metrics is None:
         raise EvalError(f"no checkpoint in {config.model_dir} yet")
@@ -90,8 +88,10 @@ def check_tta(tta, info):
 def eval_info(config, run_config):
     """The eval split's DatasetInfo, with the run's own class names and normalization: what its weights were
     trained with (imported ImageNet weights expect [-1, 1], not tfds' ImageNet mean / std)."""
+    own = config.dataset in (None, run_config["dataset"])  # the run's own splits, as training dealt them
     info = data.get_info(config.dataset or run_config["dataset"], config.data_dir or run_config["data_dir"],
-                         run_config["image_size"])
+                         run_config["image_size"], validation_split=run_config["validation_split"] if own else 0.0,
+                         test_split=run_config["test_split"] if own else None)
     if info.num_classes != run_config["num_classes"]:
         raise EvalError(f"{info.name} has {info.num_classes} classes but the run was trained on "
                         f"{run_config['num_classes']}")
@@ -149,12 +149,14 @@ def _step_of(path):
     return int(path.rsplit("-", 1)[-1])
 
 
-def report(metrics, per_class, out=print):
+def report(metrics, per_class, out=print, reason=None):
     how = [w for w, on in ((f"{metrics['weights']} weights", metrics["weights"] == "ema"),
                            (f"tta {metrics['tta']}", metrics["tta"] != "none")) if on]
     out(f"step {metrics['step']}: top-1 {metrics['top_1']:.4f}  top-5 {metrics['top_5']:.4f}  "
         f"loss {metrics['loss']:.4f}  examples {metrics['num_examples']}  ({metrics['checkpoint']}"
         f"{'; ' + ', '.join(how) if how else ''})")
+    if reason:
+        out(f"checkpoint {reason}")
     for line in reports.table(per_class):
         out(line)
 

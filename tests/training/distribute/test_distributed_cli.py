@@ -22,7 +22,7 @@ def test_mirrored_on_two_logical_cpus(cifar_subset_dir, tmp_path):
     out = run("train.py", *train_args(cifar_subset_dir, tmp_path, "--strategy=mirrored", "--cpu_devices=2",
                                       "--train_steps=6", "--log_every_steps=3", "--steps_per_loop=3")).stdout
     assert "MirroredStrategy with 2 replica(s)" in out
-    assert "(1017 examples in " in out and "final: step 6" in out
+    assert "(1017 test examples in " in out and "final: step 6" in out
 
 
 def test_multi_worker_processes_end_with_identical_weights(cifar_subset_dir, tmp_path):
@@ -30,14 +30,19 @@ def test_multi_worker_processes_end_with_identical_weights(cifar_subset_dir, tmp
     workers = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        # A validation split evaluated at both steps: each worker keeps its own best/ and restores it at the end.
         args = train_args(cifar_subset_dir, tmp_path, "--strategy=multi_worker", "--train_steps=2",
-                          "--log_every_steps=1", "--steps_per_loop=1")
+                          "--log_every_steps=1", "--steps_per_loop=1", "--validation_split=0.1",
+                          "--epochs_between_evals=0.009")
         workers.append(subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = [w.communicate(timeout=600) for w in workers]
     for index, (w, (out, err)) in enumerate(zip(workers, outputs)):
         assert w.returncode == 0, f"worker {index}: {err[-3000:]}"
     assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outputs[0][0]
+    finals = [out.strip().splitlines()[-1].split("  wall time")[0] for out, _ in outputs]
+    assert finals[0] == finals[1] and "best on validation: step " in finals[0], finals
+    assert os.path.exists(os.path.join(tmp_path, "workers", "1", "best", "best.json"))
     chief = checkpoint_values(os.path.join(tmp_path, "ckpt-2"))
     other = checkpoint_values(os.path.join(tmp_path, "workers", "1", "ckpt-2"))
     assert chief.keys() == other.keys() and len(chief) > 60

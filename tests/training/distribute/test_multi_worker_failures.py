@@ -19,7 +19,7 @@ DEADLINE_S = 60  # the issue's bound on how long survivors may take to exit
 def worker_args(data_dir, model_dir, *extra):
     return ("--dataset=cifar10", f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--depth=8",
             "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=10", "--steps_per_loop=5",
-            "--bn_momentum=0.9", "--keep_best=0", "--deterministic", "--strategy=multi_worker", *extra)
+            "--bn_momentum=0.9", "--validation_split=0", "--deterministic", "--strategy=multi_worker", *extra)
 
 
 def tf_config(cluster, index):

@@ -18,7 +18,7 @@ def args(data_dir, model_dir, *extra):
     return ("--dataset=cifar10", f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--depth=8",
             "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=10", "--steps_per_loop=5",
             "--recipe=modern", "--ema_decay=0.99", "--mixup_alpha=0.2", "--cutmix_alpha=1.0",
-            "--randaugment_layers=1", "--cutout=8", "--precise_bn_examples=256", "--deterministic",
+            "--randaugment_layers=1", "--cutout=8", "--precise_bn_examples=256", "--deterministic", "--validation_split=0",
             *extra)  # in train.py's default dtype (bfloat16 on a CPU with AMX)
 
 

@@ -24,7 +24,7 @@ STEPS = 300  # checkpoints at 127 and 254 (epochs of the subset at batch 32) and
 def args(data_dir, model_dir, *extra):
     return ("--dataset=cifar10", f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--depth=8",
             "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=10", "--steps_per_loop=5",
-            "--keep_best=2", "--deterministic", *extra)
+            "--validation_split=0", "--deterministic", *extra)
 
 
 def logged_steps(model_dir, tag="loss", where="train"):
@@ -120,19 +120,6 @@ def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(reference, tmp_p
     result = run("train.py", *args(data_dir, model_dir), check=False)
     assert result.returncode == 1 and "none of the 3 checkpoints" in result.stderr.strip().splitlines()[-1]
     assert snapshot(model_dir) == before
-
-
-def test_best_checkpoints_are_kept_with_their_metrics(reference):
-    _, reference_dir = reference
-    best = checkpoints.read_best(reference_dir)
-    evals = dict(zip(logged_steps(reference_dir, "top_1", "eval"),
-                     (float(v) for _, v in tensors(os.path.join(reference_dir, "eval"), "top_1"))))
-    assert [r["step"] for r in best] == sorted(evals, key=lambda s: -evals[s])[:2]
-    assert [r["top_1"] for r in best] == pytest.approx(sorted(evals.values(), reverse=True)[:2])
-    kept = {f for f in os.listdir(os.path.join(reference_dir, "best")) if f.endswith(".index")}
-    assert kept == {f"ckpt-{r['step']}.index" for r in best}
-    out = run("eval.py", f"--model_dir={reference_dir}", "--checkpoint=best").stdout
-    assert out.startswith(f"step {best[0]['step']}: top-1 {best[0]['top_1']:.4f}")
 
 
 def test_nan_stops_naming_the_step_and_the_last_good_checkpoint_is_finite(cifar_subset_dir, tmp_path):
