@@ -119,3 +119,14 @@ def test_bad_splits_are_one_line_errors(tmp_path):
         get_info(f"folder:{single}")
     with pytest.raises(DataError, match=r"^--test_split carves a test split out of a flat folder"):
         get_info("cifar10", validation_split=None, test_split=0.1)
+
+
+def test_a_tfds_dataset_with_its_own_validation_split_uses_it(tmp_path):
+    from data import make_eval_dataset
+    from support import mock_tfds
+    with mock_tfds(tmp_path, "oxford_flowers102", num_examples=6, splits=("train", "validation", "test")):
+        info = get_info("oxford_flowers102", image_size=32, validation_split=None)
+        assert (info.validation_split, info.num_validation, info.eval_split, info.num_train) == (
+            "validation", 6, "test", 6)
+        weights = [b[2] for b in make_eval_dataset(info, global_batch_size=4, split="validation")]
+    assert float(sum(w.numpy().sum() for w in weights)) == 6
