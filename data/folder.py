@@ -10,6 +10,7 @@ and gives the training split's per-channel mean/std. The index is cached beside 
 (else ~/.cache) when the folder is read-only, and rebuilt when any file's name, size or mtime changes.
 """
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,17 +53,17 @@ def get_info(root: str, data_dir: Optional[str], image_size: Optional[int], *, s
         raise DataError(f"folder dataset {root} has {len(class_names)} class folder(s) "
                         f"({', '.join(class_names) or 'none'}); a classifier needs at least 2")
     fields = _carve(root, layout, len(index["files"][layout["train"]]), validation_split, test_split)
-    counts = split_counts(index, DatasetInfo(f"folder:{root}", len(class_names), 0, small, 0, 0, layout["train"],
-                                             layout["test"], (), (), (), **fields))
-    _check_counts(root, class_names, counts, fields)
     mean, std = _train_statistics(index["buckets"], splits.Carve(fields.get("validation_fraction", 0.0),
                                                                    fields.get("test_fraction", 0.0)))
-    return DatasetInfo(
+    info = DatasetInfo(
         name=f"folder:{root}", num_classes=len(class_names),
         image_size=index["max_side"] if small else image_size or DEFAULT_LARGE_IMAGE_SIZE,
-        small_images=small, num_train=sum(counts["train"]), num_eval=sum(counts["test"]),
-        train_split=layout["train"], eval_split=layout["test"], class_names=tuple(class_names),
-        mean=mean, std=std, **{**fields, "num_validation": sum(counts.get("validation", []))})
+        small_images=small, num_train=0, num_eval=0, train_split=layout["train"], eval_split=layout["test"],
+        class_names=tuple(class_names), mean=mean, std=std, **fields)
+    counts = split_counts(index, info)
+    _check_counts(root, class_names, counts, fields)
+    return dataclasses.replace(info, num_train=sum(counts["train"]), num_eval=sum(counts["test"]),
+                               num_validation=sum(counts.get("validation", [])))
 
 
 def read_split(root: str, source: str, data_dir: Optional[str], carve=None, role: str = "train") -> tuple:
