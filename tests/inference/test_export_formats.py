@@ -142,6 +142,24 @@ def test_int8_takes_uint8_holds_int8_weights_and_calibrates_on_training_images_o
     assert f"--data_dir={copy}" in last
 
 
+def test_the_export_directory_is_as_readable_as_its_subfolders(exported):
+    export_dir = exported[2]
+    mask = os.umask(0o022)
+    os.umask(mask)  # export.py ran under this umask too
+    mode = os.stat(export_dir).st_mode & 0o777
+    assert mode == 0o777 & ~mask == os.stat(export_dir / "variables").st_mode & 0o777, oct(mode)
+
+
+def test_without_the_dataset_the_refusal_names_the_whole_prepare_command(exported, tmp_path):
+    _, model_dir, _, _ = exported
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    last = refused(model_dir, tmp_path / "x", "--formats=all", f"--data_dir={empty}")
+    assert last.startswith("error: tflite_int8 is calibrated on the run's training images, which can't be read")
+    assert (f"`python -m data.prepare cifar10 --archive=PATH/cifar-10-binary.tar.gz --data_dir={empty}`); the run "
+            f"recorded --data_dir={empty}") in last, last
+
+
 def refused(model_dir, export_dir, *flags, env=None):
     """Runs export.py expecting a refusal: returns its last stderr line, after checking that nothing was left."""
     parent = os.path.dirname(export_dir)
