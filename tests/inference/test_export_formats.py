@@ -26,8 +26,8 @@ def exported(cifar_subset_dir, tmp_path_factory):
     run("train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", f"--model_dir={model_dir}",
         "--depth=8", "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=127", "--steps_per_loop=127",
         "--deterministic")  # the same weights every time, so each format's margin to its threshold is fixed
-    out = run("export.py", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--formats=all").stdout
-    return cifar_subset_dir, model_dir, export_dir, out
+    result = run("export.py", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--formats=all")
+    return cifar_subset_dir, model_dir, export_dir, result.stdout + result.stderr
 
 
 def split_images(data_dir):
@@ -140,6 +140,11 @@ def test_int8_takes_uint8_holds_int8_weights_and_calibrates_on_training_images_o
                    f"--data_dir={copy}")
     assert "tflite_int8 is calibrated on the run's training images, which can't be read" in last
     assert f"--data_dir={copy}" in last
+
+
+def test_tflites_native_lines_that_say_nothing_are_dropped(exported):
+    out = exported[3]  # stdout and stderr of converting every format and running each on the test split
+    assert "tflite_int8 |" in out and "fully_quantize" not in out and "XNNPACK delegate" not in out
 
 
 def test_the_export_directory_is_as_readable_as_its_subfolders(exported):
