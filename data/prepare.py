@@ -138,6 +138,10 @@ def _build(builder_cls, name: str, data_dir: Optional[str], paths: dict) -> str:
 
 
 def main(argv):
+    if not sys.stderr.isatty():
+        # tfds's bars redraw with carriage returns and count an archive on disk in "MiB/s" of bytes: in a log
+        # (docker logs, a pipe) they are noise. absl's lines stay: each split's examples as it is written.
+        tfds.disable_progress_bar()
     if len(argv) != 2:
         raise app.UsageError("usage: python -m data.prepare NAME --archive=PATH [--archive=PATH] [--data_dir=DIR]"
                              f" [--allow_unverified]; NAME is one of {', '.join(ARCHIVES)}")

@@ -96,11 +96,27 @@ def write(model, export_dir, formats, *, top_k=5, tta="none", calibration=None, 
     try:
         card = _write_staged(model, staging, formats, top_k, tta, calibration, verify_examples, data_dir, broken,
                              out)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide it from a server under another uid
         os.rename(staging, export_dir)
         return card
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask():
+    """The process's umask (read by setting it: os has no getter), which os.makedirs applies to the subfolders."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _reason(error):
+    """The first line of why data could not be read: a DataError whole (it is ours, with the command that fixes
+    it), TensorFlow's first line cut at 200 characters."""
+    if isinstance(error, data.DataError):
+        return str(error).strip().splitlines()[0]
+    return str(getattr(error, "message", error)).strip().splitlines()[0][:200]
 
 
 def _write_staged(model, staging, formats, top_k, tta, calibration, verify_examples, data_dir, broken, out):
@@ -139,7 +155,7 @@ def verified(staging, formats, info, data_dir, examples, reference, out):
     try:
         rows = verify.verify(staging, formats, info, data_dir, examples or verify.VERIFY_CAP, reference)
     except (tf.errors.OpError, data.DataError) as e:
-        reason = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+        reason = _reason(e)
         if examples is None and [f.name for f in formats] == ["saved_model"]:
             out(f"verification skipped: the test images can't be read ({reason})")
             return None
@@ -159,7 +175,7 @@ def calibration_batches(info, data_dir, examples):
         pixels = [p.numpy()[None] for _, p, _ in data.make_pixel_dataset(info, "train", data_dir=data_dir,
                                                                           limit=examples, spread=True)]
     except (tf.errors.OpError, data.DataError) as e:
-        reason = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+        reason = _reason(e)
         raise data.DataError(f"tflite_int8 is calibrated on the run's training images, which can't be read "
                              f"({reason}); the run recorded --data_dir={data_dir}: pass --data_dir where "
                              f"{info.name} is prepared, or leave tflite_int8 out") from None

@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from inference import native_noise
+
 
 def cpu_threads():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -16,7 +18,8 @@ class TFLite:
 
     def __init__(self, path):
         from ai_edge_litert.interpreter import Interpreter
-        self.interpreter = Interpreter(model_path=path, num_threads=cpu_threads())
+        with native_noise.dropped():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter = Interpreter(model_path=path, num_threads=cpu_threads())
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.dtype = self.input["dtype"]  # float32, or uint8 for int8
@@ -30,7 +33,8 @@ class TFLite:
             pixels = np.clip(np.round(pixels / scale + zero), info.min, info.max).astype(self.dtype)
         if self.batch != len(pixels):
             self.interpreter.resize_tensor_input(self.input["index"], list(pixels.shape))
-            self.interpreter.allocate_tensors()
+            with native_noise.dropped():  # the delegate is applied at the first allocation
+                self.interpreter.allocate_tensors()
             self.batch = len(pixels)
         self.interpreter.set_tensor(self.input["index"], pixels)
         self.interpreter.invoke()

@@ -151,3 +151,13 @@ def test_subset_feeds_the_pipelines(subset_dir):
     # Real CIFAR pixels (unpadded, in eval) normalized with the CIFAR-10 constants: ~zero mean, ~unit std.
     images = np.concatenate([b[0] for b in batches])[:1017]
     assert np.all(np.abs(images.mean((0, 1, 2))) < 0.1) and np.all(np.abs(images.std((0, 1, 2)) - 1) < 0.1)
+
+
+def test_in_a_log_there_are_no_progress_bars(tmp_path):
+    # stderr is a pipe here, as in `docker logs`: tfds's carriage-return bars ("90263582 MiB/s") are off.
+    archive = _cifar10_archive(tmp_path / "cifar-10-binary.tar.gz")
+    result = subprocess.run(
+        [sys.executable, "-m", "data.prepare", "cifar10", f"--archive={archive}", f"--data_dir={tmp_path}/tfds",
+         "--allow_unverified"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and f"prepared cifar10 in {tmp_path}/tfds/cifar10/" in result.stdout
+    assert "\r" not in result.stderr and "MiB/s" not in result.stderr and "it/s]" not in result.stderr, result.stderr

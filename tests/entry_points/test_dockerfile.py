@@ -47,6 +47,18 @@ def test_environment_logs_live_and_suits_any_user_and_no_volume_is_declared():
     assert env["PYTHONUNBUFFERED"] == "1" and env["TFDS_DATA_DIR"] == "/data"
     assert env["HOME"] == "/tmp" and env["MPLCONFIGDIR"].startswith("/tmp/")  # world-writable, for any --user
     assert not re.search(r"^\s*VOLUME", text, re.MULTILINE)
+    assert env["PIP_ROOT_USER_ACTION"] == "ignore"  # the build's pip runs as root on purpose: no warning
+    # matplotlib's font cache is built into MPLCONFIGDIR at build time, not by every container (seconds each).
+    assert re.search(rf"^RUN MPLCONFIGDIR={env['MPLCONFIGDIR']} python -c \"import matplotlib.font_manager\"", text,
+                     re.MULTILINE)
+
+
+def test_the_header_points_to_the_manual_section_that_has_the_commands():
+    header = "".join(line for line in open(DOCKERFILE) if line.startswith("#"))
+    docs = re.findall(r"(docs/\w+\.md) '(\w+)'", header)
+    assert docs and "README" not in header
+    for path, section in docs:
+        assert f"\n## {section}\n" in open(os.path.join(ROOT, path)).read(), (path, section)
 
 
 def docker_commands():
@@ -95,5 +107,11 @@ def test_the_manuals_docker_commands_name_only_real_flags_files_and_mounts():
             path = arg.split("=", 1)[-1]
             if path.startswith("/"):  # a path in the container: under one of the command's mounts
                 assert any(path == m or path.startswith(m + "/") for m in mounts), (arg, mounts)
+    tools = {c[c.index("resnet-v2") + 1] for c in runs if "--entrypoint" in c}
+    assert {"eval.py", "predict.py", "export.py", "benchmark.py"} <= tools
+    # int8 calibrates on the training images and every format is verified on the test images: /data is mounted.
+    for command in runs:
+        if "export.py" in command and any(a in ("--formats=all", "--formats=tflite_int8") for a in command):
+            assert any(v.endswith(":/data") for v in command), command
     stops = [c for c in commands if c[:2] == ["docker", "stop"]]
     assert stops and all(c[-1] in names and "-t" in c for c in stops)

@@ -25,9 +25,10 @@ def exported(cifar_subset_dir, tmp_path_factory):
     model_dir, export_dir = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("exports") / "all"
     run("train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", f"--model_dir={model_dir}",
         "--depth=8", "--batch_size=32", f"--train_steps={STEPS}", "--log_every_steps=127", "--steps_per_loop=127",
-        "--deterministic", "--validation_split=0")  # the same weights every time, so each format's margin to its threshold is fixed
-    out = run("export.py", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--formats=all").stdout
-    return cifar_subset_dir, model_dir, export_dir, out
+        "--deterministic", "--validation_split=0")  # the same weights every time, so each format's margin to its
+    # threshold is fixed
+    result = run("export.py", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--formats=all")
+    return cifar_subset_dir, model_dir, export_dir, result.stdout + result.stderr
 
 
 def split_images(data_dir):
@@ -140,6 +141,29 @@ def test_int8_takes_uint8_holds_int8_weights_and_calibrates_on_training_images_o
                    f"--data_dir={copy}")
     assert "tflite_int8 is calibrated on the run's training images, which can't be read" in last
     assert f"--data_dir={copy}" in last
+
+
+def test_tflites_native_lines_that_say_nothing_are_dropped(exported):
+    out = exported[3]  # stdout and stderr of converting every format and running each on the test split
+    assert "tflite_int8 |" in out and "fully_quantize" not in out and "XNNPACK delegate" not in out
+
+
+def test_the_export_directory_is_as_readable_as_its_subfolders(exported):
+    export_dir = exported[2]
+    mask = os.umask(0o022)
+    os.umask(mask)  # export.py ran under this umask too
+    mode = os.stat(export_dir).st_mode & 0o777
+    assert mode == 0o777 & ~mask == os.stat(export_dir / "variables").st_mode & 0o777, oct(mode)
+
+
+def test_without_the_dataset_the_refusal_names_the_whole_prepare_command(exported, tmp_path):
+    _, model_dir, _, _ = exported
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    last = refused(model_dir, tmp_path / "x", "--formats=all", f"--data_dir={empty}")
+    assert last.startswith("error: tflite_int8 is calibrated on the run's training images, which can't be read")
+    assert (f"`python -m data.prepare cifar10 --archive=PATH/cifar-10-binary.tar.gz --data_dir={empty}`); the run "
+            f"recorded --data_dir={empty}") in last, last
 
 
 def refused(model_dir, export_dir, *flags, env=None):

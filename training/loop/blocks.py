@@ -62,8 +62,13 @@ class Window:
         self.steps += num_steps
 
     def take(self):
-        sums, num_steps = self.sums, self.steps
+        metrics = self.peek()
         self.sums, self.steps = {}, 0
+        return metrics
+
+    def peek(self):
+        """The window's averages so far, kept for the next take()."""
+        sums, num_steps = self.sums, self.steps
         cross_entropy = sums["cross_entropy"] / max(sums["examples"], 1.0)
         l2 = sums["l2"] / num_steps
         return {"loss": cross_entropy + l2, "cross_entropy": cross_entropy, "l2": l2,

@@ -26,14 +26,35 @@ def exit_status(votes):
 def exit_on_signal(what="nothing to save"):
     """SIGTERM and SIGINT end the process at once, with one line (`what` follows) and 143 / 130; train.py's
     Preemption takes over while it trains. Without a handler, Python as a container's PID 1 would ignore SIGTERM,
-    and `docker stop` would wait out its grace period and SIGKILL the process (137)."""
-    def handle(signum, frame):
-        del frame
-        print(f"stopped by {NAMES[signum]}; {what}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_STATUS[signum])
+    and `docker stop` would wait out its grace period and SIGKILL the process (137).
 
+    The exit is os._exit, never an exception: a SystemExit raised by a handler that runs inside a TensorFlow call
+    (a tf.data or checkpoint callback through pybind11) became a RuntimeError traceback and exit 1. A watcher
+    thread, woken through signal.set_wakeup_fd, exits even while the main thread is inside a long C++ call that
+    released the GIL; the handler itself exits at the next bytecode otherwise. Nothing is lost: before training
+    there is nothing to save, and stdout is line-buffered so every line printed so far is out."""
+    lines = {s: f"stopped by {NAMES[s]}; {what}\n".encode() for s in EXIT_STATUS}  # no work left for a signal
+    quitting = threading.Lock()
+
+    def quit_now(signum):
+        if quitting.acquire(blocking=False):  # the watcher or the handler, whichever comes first, exits
+            os.write(2, lines[signum])
+            os._exit(EXIT_STATUS[signum])
+
+    def watch(read_end):
+        while True:
+            for signum in os.read(read_end, 16):
+                if signum in EXIT_STATUS:
+                    quit_now(signum)
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # set_wakeup_fd's requirement: a signal never blocks on it
+    threading.Thread(target=watch, args=(read_end,), name="startup-signals", daemon=True).start()
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)  # Preemption swaps in its own, then restores this
     for s in EXIT_STATUS:
-        signal.signal(s, handle)
+        signal.signal(s, lambda signum, frame: quit_now(signum))
 
 
 class Preemption:

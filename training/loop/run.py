@@ -13,7 +13,7 @@ from training.errors import TrainingError
 from training.evaluation import evaluator as evaluation
 from training.loop import preemption, testing
 from training.loop.blocks import Blocks, Window, make_train_loop, steps_until_event
-from training.rundir import checkpoints, run_dir, run_lock, summaries, warm_start
+from training.rundir import checkpoints, run_dir, run_lock, summaries, wall_time, warm_start
 
 __all__ = ["TrainingError", "Stopped", "run"]
 
@@ -75,6 +75,7 @@ def train(config, info, out=print):
         poison_step=config.debug_nan_at_step)
     evaluate = Evaluation.of(config, info, strategy, net, ema, out)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
+    wall = wall_time.WallTime(config.model_dir, chief, step)
     metrics, window = None, Window()
     metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step, ema=ema is not None)
     profiler = summaries.Profiler(config.model_dir, config.profile_steps, out)
@@ -94,6 +95,8 @@ def train(config, info, out=print):
             row = {}
             if step % config.log_every_steps == 0 or step == config.train_steps:
                 row = log(step, window.take(), opt, progress, writers[0], config)
+            elif progress.due(step, config.steps_per_epoch):  # the console only: TensorBoard keeps its steps
+                progress.log(step, window.peek(), float(opt.learning_rate))
             stop = stop_votes.sum() > 0 and step < config.train_steps  # at the last step, finish
             epoch_end = step % config.steps_per_epoch == 0 or step == config.train_steps
             eval_due = step % config.eval_every_steps == 0 or step == config.train_steps
@@ -101,6 +104,7 @@ def train(config, info, out=print):
                 evaluate.refresh_statistics()
             if epoch_end or stop:
                 ckpts.save(step, step // config.steps_per_epoch)
+                wall.record(progress.elapsed())
             if eval_due and not stop:
                 metrics = evaluate()
                 row.update(report_eval(step, metrics, writers[1:], ckpts, evaluate.split, out))
@@ -111,8 +115,9 @@ def train(config, info, out=print):
         if chief:
             testing.write_results(config.model_dir, results)
             ckpts.mark_done(step)
-    out(f"final: step {step}  {testing.describe(results)}  "
-        f"wall time {summaries.duration(progress.elapsed())}  {progress.images_per_second(step):.1f} images/s")
+        wall.record(progress.elapsed())
+    out(f"final: step {step}  {testing.describe(results)}  {wall.describe()}  "
+        f"{progress.images_per_second(step):.1f} images/s")
     return results
 
 

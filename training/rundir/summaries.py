@@ -126,10 +126,12 @@ class MetricsCsv:
 
 
 class Progress:
-    """Console lines at each log step: step/total, loss, top-1, lr, images/s and ETA."""
+    """Console lines at each log step: step/total, loss, top-1, lr, images/s and ETA; and between them, when
+    --log_every_steps is far apart, at each epoch's end or once `every_seconds` have passed since the last line
+    (checked between calls of the train loop, so at most --steps_per_loop steps late)."""
 
-    def __init__(self, total_steps, batch_size, start_step, out=print):
-        self.total, self.batch_size, self.out = total_steps, batch_size, out
+    def __init__(self, total_steps, batch_size, start_step, out=print, every_seconds=10.0):
+        self.total, self.batch_size, self.out, self.every_seconds = total_steps, batch_size, out, every_seconds
         self.start_time = self.last_time = time.perf_counter()
         self.start_step = self.last_step = start_step
 
@@ -141,6 +143,10 @@ class Progress:
         self.out(f"step {step}/{self.total}  loss {metrics['loss']:.4f}  top-1 {metrics['top_1']:.4f}  "
                  f"lr {lr:.5f}  {steps_per_s * self.batch_size:.1f} images/s  ETA {duration(eta)}")
         return steps_per_s
+
+    def due(self, step, steps_per_epoch):
+        """Whether a line is due at `step` though no log step is: an epoch ended, or `every_seconds` passed."""
+        return step % steps_per_epoch == 0 or time.perf_counter() - self.last_time >= self.every_seconds
 
     def images_per_second(self, step):
         return (step - self.start_step) * self.batch_size / max(self.elapsed(), 1e-9)
