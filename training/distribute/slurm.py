@@ -8,7 +8,7 @@ import os
 
 from training.distribute import cluster
 
-# Each job gets its own ports, so that two jobs sharing a node don't collide: 20000 + 16 * (job id mod 2000),
+# Each job gets its own ports, so that two jobs sharing a node don't collide: 20000 + 16 * (job id mod 750),
 # room for 16 tasks per node, all below the ephemeral range (32768+) that the kernel hands out.
 PORT_BASE, PORTS_PER_JOB, JOB_SLOTS = 20000, 16, 750
 
