@@ -118,10 +118,12 @@ def define_training_flags():
                       "on 7.x GPUs, else float32. A resumed run keeps the dtype it began with.")
     flags.DEFINE_bool("xla", False, "Compile the per-replica train step with XLA.")
     flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
-                      "auto: MirroredStrategy on 2+ GPUs, else one device; multi_worker reads TF_CONFIG.")
+                      "auto: MultiWorkerMirroredStrategy inside a Slurm step of 2+ tasks (srun), else "
+                      "MirroredStrategy on 2+ GPUs, else one device; multi_worker reads TF_CONFIG, else Slurm's "
+                      "variables.")
     flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible; 0: CPU only).")
-    flags.DEFINE_float("worker_join_timeout", 600, "--strategy=multi_worker: seconds to wait for every worker of "
-                       "TF_CONFIG to start before giving up with an error naming the missing ones.")
+    flags.DEFINE_float("worker_join_timeout", 600, "Multi-worker: seconds to wait for every worker of "
+                       "TF_CONFIG or of the Slurm step to start before giving up with an error naming the missing ones.")
     flags.DEFINE_list("profile_steps", None, "first,last: trace these train steps with tf.profiler into "
                       "<model_dir>/train (TensorBoard's Profile tab; pip install tensorboard-plugin-profile).")
     flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to try --strategy=mirrored "

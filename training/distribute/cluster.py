@@ -24,6 +24,7 @@ class Task:
     addresses: tuple   # every task's "host:port", the chief first if there is one
     me: int            # position of this task in addresses
     has_chief: bool    # the cluster has a "chief" job
+    source: str = "TF_CONFIG"  # what described the cluster: "TF_CONFIG" or "Slurm"
 
     @property
     def is_chief(self):
@@ -70,22 +71,25 @@ def wait_for_workers(task, timeout_s, out=print):
         holder.bind(("", port))
     except OSError as e:
         holder.close()
-        raise ClusterError(f"port {port} of this task ({task.kind} {task.index}, {task.addresses[task.me]} in "
-                           f"TF_CONFIG) is in use by another process ({e.strerror}); stop it or give this task "
-                           "another port in every worker's TF_CONFIG") from None
+        fix = ("give this task another port in every worker's TF_CONFIG" if task.source == "TF_CONFIG" else
+               "submit the job again (Slurm jobs take ports 20000 + 16 * (job id mod 750) + local task)")
+        raise ClusterError(f"port {port} of this task ({task.kind} {task.index}, {task.addresses[task.me]} from "
+                           f"{task.source}) is in use by another process ({e.strerror}); stop it or {fix}") from None
     try:
         holder.listen(64)
         holder.setblocking(False)
         missing = [a for i, a in enumerate(task.addresses) if i != task.me]
         if missing:
-            out(f"waiting up to {timeout_s:.0f} s for the other {len(missing)} task(s) of TF_CONFIG to start")
+            out(f"waiting up to {timeout_s:.0f} s for the other {len(missing)} task(s) of {task.source} to start")
         deadline = time.monotonic() + timeout_s
         while missing:
             missing = [a for a in missing if not _answers(a)]
             if missing and time.monotonic() > deadline:
-                raise ClusterError(f"{', '.join(missing)} of TF_CONFIG did not start within {timeout_s:.0f} s "
-                                   "(--worker_join_timeout); start every worker with the same command and its own "
-                                   "TF_CONFIG task index, or fix the address")
+                fix = ("start every worker with the same command and its own TF_CONFIG task index, or fix the "
+                       "address" if task.source == "TF_CONFIG" else "check that every task of the step started "
+                       "(the job's output) and that the nodes reach each other on these ports")
+                raise ClusterError(f"{', '.join(missing)} of {task.source} did not start within {timeout_s:.0f} s "
+                                   f"(--worker_join_timeout); {fix}")
             if missing:
                 time.sleep(PROBE_INTERVAL_S)
             _drain(holder)  # the other tasks' probes, so the backlog never fills and refuses them

@@ -1,7 +1,9 @@
 """Which tf.distribute strategy runs the steps: one device, many GPUs, many machines, or a TPU."""
+import os
+
 import tensorflow as tf
 
-from training.distribute import cluster
+from training.distribute import cluster, slurm
 
 KINDS = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -25,8 +27,9 @@ def create(kind="auto", num_gpus=None, join_timeout=600.0, out=print):
     waits up to join_timeout seconds for every worker of TF_CONFIG."""
     if kind not in KINDS:
         raise StrategyError(f"--strategy must be one of {', '.join(KINDS)}, not {kind!r}")
-    if kind == "multi_worker":
-        return _multi_worker(join_timeout, out)
+    found = task(kind)
+    if found is not None:
+        return _multi_worker(found, join_timeout, out)
     if kind == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -45,18 +48,38 @@ def create(kind="auto", num_gpus=None, join_timeout=600.0, out=print):
     return tf.distribute.MirroredStrategy(devices)
 
 
-def task():
-    """This process's task in TF_CONFIG (a cluster.Task); raises StrategyError if TF_CONFIG is wrong."""
+def task(kind="multi_worker", environ=os.environ):
+    """This process's cluster.Task when `kind` trains on many workers, else None: from TF_CONFIG if it is set,
+    else from a Slurm step of 2+ tasks (also under --strategy=auto). Raises StrategyError if the description is
+    wrong."""
     try:
-        return cluster.read_task()
+        if kind == "multi_worker" and environ.get("TF_CONFIG"):
+            return cluster.read_task(environ)
+        if kind in ("auto", "multi_worker") and slurm.in_step(environ):
+            return slurm.read_task(environ)[0]
+        if kind == "multi_worker":
+            slurm.check_launch(environ)
+            return cluster.read_task(environ)
+        return None
     except cluster.ClusterError as e:
         raise StrategyError(str(e)) from None
 
 
-def _multi_worker(join_timeout, out):
+def _multi_worker(task, join_timeout, out):
     try:
-        cluster.wait_for_workers(task(), join_timeout, out)
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = None
+        if task.source == "Slurm":
+            resolver = slurm.read_task()[1]
+            gpus = tf.config.list_physical_devices("GPU")
+            positions, how = slurm.bind_gpus(len(gpus))
+            if positions is not None:
+                tf.config.set_visible_devices([gpus[i] for i in positions], "GPU")
+            out(slurm.describe(task, how))
+        else:
+            out(f"cluster from TF_CONFIG: {task.kind} {task.index} of {len(task.addresses)} at "
+                f"{task.addresses[task.me]}")
+        cluster.wait_for_workers(task, join_timeout, out)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     except cluster.ClusterError as e:
         raise StrategyError(str(e)) from None
     except tf.errors.UnknownError as e:  # "Could not start gRPC server": the port was taken since we checked it
@@ -67,7 +90,9 @@ def _multi_worker(join_timeout, out):
 def check_batch_size(strategy, batch_size):
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
-        raise StrategyError(f"--batch_size={batch_size} is not divisible by the {replicas} replicas; "
+        workers = getattr(strategy.extended, "_num_workers", 1)
+        where = f" ({workers} workers, e.g. Slurm tasks, of {replicas // workers} device(s))" if workers > 1 else ""
+        raise StrategyError(f"--batch_size={batch_size} is not divisible by the {replicas} replicas{where}; "
                             f"use a multiple of {replicas}")
 
 

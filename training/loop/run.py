@@ -31,7 +31,7 @@ def run(config, info, out=print):
 
     Raises TrainingError (bad setup, non-finite loss, full disk, another process writing the run), Stopped
     (SIGTERM/SIGINT, after a checkpoint) or failures.PeerLost (a worker of a multi-worker run was lost)."""
-    task = strategies.task() if config.strategy == "multi_worker" else None
+    task = strategies.task(config.strategy)
     run_dir.check_compatible(config)  # read-only, before the lock: a refused run leaves even LOCK untouched
     with lock(config.model_dir, task, out):
         return train(config, info, out)
