@@ -101,8 +101,8 @@ def load_split(info: DatasetInfo, role: str, data_dir: Optional[str] = None, *,
             ds = builder.as_dataset(split=source, shuffle_files=False,
                                     read_config=tfds.ReadConfig(add_tfds_id=held_out))
         try:
-            return _in_memory(_keep(ds, carve, role).map(lambda ex: (ex["image"], ex["label"])), info, role,
-                              expected)
+            examples = _keep(ds, builder, source, carve, role).map(lambda ex: (ex["image"], ex["label"]))
+            return _in_memory(examples, info, role, expected)
         except tf.errors.DataLossError as e:
             raise integrity.damaged(info, data_dir, e, splits=(source,)) from None
     # Large images stay encoded so training can decode only the random crop (tf.image.decode_and_crop_jpeg).
@@ -111,7 +111,8 @@ def load_split(info: DatasetInfo, role: str, data_dir: Optional[str] = None, *,
     with deprecation.silence():
         ds = builder.as_dataset(split=source, shuffle_files=shuffle_seed is not None, read_config=read_config,
                                 decoders={"image": tfds.decode.SkipDecoding()})
-    return Split(expected, _keep(ds, carve, role).map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32))))
+    examples = _keep(ds, builder, source, carve, role)
+    return Split(expected, examples.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32))))
 
 
 PER_CLASS_LINES = 20  # folders with more classes get their smallest ones listed, not every one
@@ -147,11 +148,26 @@ def describe_splits(info: DatasetInfo, data_dir: Optional[str] = None) -> list:
     return lines
 
 
-def _keep(ds: tf.data.Dataset, carve, role: str) -> tf.data.Dataset:
-    """The tfds examples of `role` (by the hash of their tfds id), or all of them without a carve."""
+def _keep(ds: tf.data.Dataset, builder, source: str, carve, role: str) -> tf.data.Dataset:
+    """The tfds examples of `role`, or all of them without a carve. Which ids belong to it is decided in Python
+    (data/splits.py) and looked up in the pipeline: shard file -> its first position in one mask of the split."""
     if carve is None:
         return ds
-    return ds.filter(lambda ex: splits.in_role(splits.position_tensor(ex["tfds_id"]), carve, role))
+    identities = tfds_identities(builder, source)
+    mask = tf.constant(splits.in_role(splits.positions(identities), carve, role))
+    shards, offsets, position = [], [], 0  # tfds_identities' order: shard by shard, index by index
+    for fi in builder.info.splits[source].file_instructions:
+        shards.append(os.path.basename(os.fspath(fi.filename)))
+        offsets.append(position - fi.skip)
+        position += fi.take
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(shards), tf.constant(offsets, tf.int64)), default_value=-1)
+
+    def keep(example):
+        parts = tf.strings.split(example["tfds_id"], "__", maxsplit=1)  # shard file name, index in it
+        return tf.gather(mask, table.lookup(parts[0]) + tf.strings.to_number(parts[1], tf.int64))
+
+    return ds.filter(keep)
 
 
 def tfds_identities(builder, split: str) -> list:

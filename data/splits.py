@@ -1,8 +1,9 @@
 """Which examples are training, validation and test: a hash of each example's identity, never its position.
 
 An example's identity is its path relative to the folder ("cat/001.jpg", "train/cat/001.jpg") or its tfds id
-("cifar10-train.tfrecord-00000-of-00001__17": shard file and index in it). Fingerprint64 of "salt:identity" (what
-tf.strings.to_hash_bucket_fast computes, the same in Python and inside tf.data) places it at a point of [0, 1):
+("cifar10-train.tfrecord-00000-of-00001__17": shard file and index in it). The first 8 bytes of BLAKE2b of
+"salt:identity" (hashlib: plain Python, so that describing a dataset runs no TensorFlow op and a multi-worker
+strategy can still be created after it) place it at a point of [0, 1):
 
     [0, test)                      test        (flat folders only: carved from the images themselves)
     [test, test + validation)      validation  (carved from the training split)
@@ -13,15 +14,14 @@ and every class contributes about the same fraction to each split (stratified in
 images puts Binomial(n, fraction) of them in validation; the console prints the counts per class).
 """
 import dataclasses
+import hashlib
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from data.info import DataError, DatasetInfo
 
 SALT = "resnet_v2-split-1:"  # a new salt would re-deal every example; never change it for existing data
-_BUCKETS = 2 ** 40           # the hash's resolution: far below any fraction a user gives
 ROLES = ("train", "validation", "test")
 MAX_HELD_OUT = 0.5           # validation + test together: at least half of the images train
 DEFAULT_FRACTION, DEFAULT_MAX_IMAGES = 0.1, 10_000  # He et al.'s 45k/5k of CIFAR-10; ~10k of ImageNet's 1.28M
@@ -61,15 +61,8 @@ def source(info: DatasetInfo, role: str) -> tuple:
 
 def positions(identities: Sequence[str]) -> np.ndarray:
     """The points in [0, 1) of identities (float64 [n])."""
-    if len(identities) == 0:
-        return np.zeros([0])
-    return position_tensor(tf.constant(list(identities), tf.string)).numpy()
-
-
-def position_tensor(identities: tf.Tensor) -> tf.Tensor:
-    """positions() inside a tf.data pipeline: a tf.string tensor of identities -> float64 points."""
-    buckets = tf.strings.to_hash_bucket_fast(tf.strings.join([SALT, identities]), _BUCKETS)
-    return tf.cast(buckets, tf.float64) / _BUCKETS
+    digests = b"".join(hashlib.blake2b((SALT + i).encode(), digest_size=8).digest() for i in identities)
+    return np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0 ** 64
 
 
 def in_role(points, carve: Carve, role: str):
