@@ -34,7 +34,7 @@ def main(argv):
     from training.rundir import checkpoints
     try:
         config, info = flags.make_config(FLAGS)
-        loop.run(config, info)
+        loop.run(config, info, length_rule=flags.length_rule(FLAGS, info) if config.time_budget else None)
     except loop.Stopped as e:
         print(e, flush=True)
         sys.stderr.flush()

@@ -73,6 +73,10 @@ class Config:
     imported_from: str | None = None    # the weights' source; such a run is never trained itself
     # multi-worker
     worker_join_timeout: float = 600.0  # seconds a worker waits for the others of TF_CONFIG to start
+    # --time_budget (training/loop/budget.py): seconds from the process' start to the run's end, 0: none; the plan
+    # it resolved to (measured speed, costs, steps, deadline), which a resume takes as it is
+    time_budget: float = 0.0
+    budget_plan: dict | None = None
 
     @property
     def lr(self):
