@@ -1,11 +1,11 @@
 """Command-line flags of train.py and eval.py, and the one place they become a frozen training Config."""
 from absl import flags
 
-from flags import logs, recipes
+from flags import recipes
 from flags.shared import DTYPES
 
-__all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "logs", "make_config",
-           "recipes"]
+__all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "length_rule",
+           "make_config", "recipes"]
 
 
 def __getattr__(name):
