@@ -15,12 +15,16 @@ class DurationError(ValueError):
 def parse(text):
     """Seconds in `text` (90s, 45m, 2h, 1h30m, 1.5h); DurationError for anything else, 0 or less included."""
     compact = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"[+-]?\d+(\.\d+)?", compact):  # a bare number: which unit was meant?
+        if float(compact) <= 0:
+            raise DurationError(f"--time_budget must be longer than 0, got {text!r}; e.g. 90s, 45m, 2h")
+        raise DurationError(f"--time_budget needs a unit: {compact}s, {compact}m or {compact}h, not {text!r}")
     parts = _PART.findall(compact)
     if not compact or "".join(number + unit for number, unit in parts) != compact:
         raise DurationError(f"--time_budget takes a duration such as 90s, 45m, 2h or 1h30m, not {text!r}")
     seconds = sum(float(number) * UNITS[unit] for number, unit in parts)
     if seconds <= 0:
-        raise DurationError(f"--time_budget must be longer than 0, got {text!r}")
+        raise DurationError(f"--time_budget must be longer than 0, got {text!r}; e.g. 90s, 45m, 2h")
     return seconds
 
 

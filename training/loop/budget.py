@@ -5,6 +5,7 @@ it is (the same steps, schedule and recipe values, so --deterministic and a bit-
 that falls behind it says so once instead of re-planning. docs/training.md, Time budgets, has the measurements."""
 import dataclasses
 import datetime
+import math
 import os
 import tempfile
 import time
@@ -25,8 +26,9 @@ class Speed:
     """What a trial measured: steady steps/s, and seconds for the rest (s)."""
     steps_per_second: float
     startup: float     # building the network, compiling its step and its evaluation: the real run pays it again
-    evaluation: float  # one evaluation, its precise batch-norm statistics included
-    epoch_end: float   # an epoch's end: precise batch-norm statistics and a checkpoint
+    evaluation: float  # one evaluation of the test split
+    epoch_end: float   # an epoch's checkpoint
+    statistics: float = 0.0  # the precise batch-norm recompute before each evaluation and checkpoint (once if both)
 
 
 def process_age():
@@ -59,18 +61,17 @@ def measure(config, info, strategy, build, evaluation_of, batches):
     steps_per_second = ran / (time.perf_counter() - compiled)
     evaluate = evaluation_of(config, info, strategy, net, ema, lambda line: None)
     seconds = []
-    for _ in range(2):  # the first compiles
+    for _ in range(2):  # the first compiles the recompute of the statistics and the evaluation
         began = time.perf_counter()
         evaluate.refresh_statistics()
+        refreshed = time.perf_counter()
         evaluate()
-        seconds.append(time.perf_counter() - began)
+        seconds.append((refreshed - began, time.perf_counter() - refreshed))
     began = time.perf_counter()
-    evaluate.refresh_statistics()
     with tempfile.TemporaryDirectory() as directory:
         tf.train.Checkpoint(model=net, optimizer=opt).write(os.path.join(directory, "ckpt"))
-    epoch_end = time.perf_counter() - began
-    startup = compiled - started - n / steps_per_second + seconds[0] - seconds[1]
-    return Speed(steps_per_second, max(startup, 0.0), seconds[1] + epoch_end, epoch_end)
+    startup = compiled - started - n / steps_per_second + sum(seconds[0]) - sum(seconds[1])
+    return Speed(steps_per_second, max(startup, 0.0), seconds[1][1], time.perf_counter() - began, seconds[1][0])
 
 
 def seconds_for(train_steps, speed, config, from_step=0):
@@ -78,8 +79,10 @@ def seconds_for(train_steps, speed, config, from_step=0):
     included (the loop checkpoints and evaluates at the end whether or not it is an epoch's)."""
     def count(every):
         return train_steps // every - from_step // every + (train_steps % every != 0)
-    return ((train_steps - from_step) / speed.steps_per_second + count(config.steps_per_epoch) * speed.epoch_end
-            + count(config.eval_every_steps) * speed.evaluation)
+    epochs, evals = config.steps_per_epoch, config.eval_every_steps
+    both = count(math.lcm(epochs, evals))
+    return ((train_steps - from_step) / speed.steps_per_second + count(epochs) * speed.epoch_end
+            + count(evals) * speed.evaluation + (count(epochs) + count(evals) - both) * speed.statistics)
 
 
 def plan(config, speed, elapsed, rule, broadcast=None):
@@ -93,7 +96,7 @@ def plan(config, speed, elapsed, rule, broadcast=None):
         low, high = (mid, high) if seconds_for(mid, speed, config) <= left else (low, mid - 1)
     train_steps = broadcast(low) if broadcast else low
     if train_steps < config.steps_per_loop:
-        block = config.steps_per_loop / speed.steps_per_second + speed.evaluation + speed.epoch_end
+        block = config.steps_per_loop / speed.steps_per_second + speed.evaluation + speed.epoch_end + speed.statistics
         needed = 10 * -(-(elapsed + speed.startup + block) / (1 - MARGIN) // 10)  # rounded up to 10 s
         raise TrainingError(
             f"--time_budget={describe(config.time_budget)} is too short for one block of {config.steps_per_loop} "
@@ -103,6 +106,7 @@ def plan(config, speed, elapsed, rule, broadcast=None):
     record = {"budget_seconds": config.time_budget, "steps": train_steps,
               "steps_per_second": round(speed.steps_per_second, 3), "startup_seconds": round(speed.startup, 2),
               "evaluation_seconds": round(speed.evaluation, 2), "epoch_end_seconds": round(speed.epoch_end, 2),
+              "statistics_seconds": round(speed.statistics, 2),
               "trial_seconds": round(elapsed, 1),
               "planned_seconds": round(elapsed + speed.startup + seconds_for(train_steps, speed, config), 1),
               "started_at": round(now - elapsed, 1), "deadline": round(now - elapsed + config.time_budget, 1)}
@@ -155,7 +159,7 @@ class Clock:
         if not p:
             return
         self.speed = Speed(p["steps_per_second"], p["startup_seconds"], p["evaluation_seconds"],
-                           p["epoch_end_seconds"])
+                           p["epoch_end_seconds"], p.get("statistics_seconds", 0.0))
         # What is left of the plan from `step`, from now: a resumed run ends its remaining steps in the time the
         # plan gave them (the time it was stopped is not counted).
         self.ends = time.time() + seconds_for(config.train_steps, self.speed, config, from_step=step)
