@@ -39,6 +39,12 @@ def main(argv):
     try:
         config, info = flags.make_config(FLAGS)
         loop.run(config, info, length_rule=flags.length_rule(FLAGS, info) if config.time_budget else None)
+        if config.time_budget:
+            # Its end is planned, and everything it writes is on disk (below): skip the interpreter's teardown,
+            # which took 64 s after a 5-minute ResNet-20 run on a loaded 2-core machine (the trial's graphs too).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     except loop.Stopped as e:
         print(e, flush=True)
         sys.stderr.flush()

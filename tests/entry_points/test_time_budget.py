@@ -1,6 +1,6 @@
 """train.py --time_budget end to end: a short run ends within 10 % of its budget or 15 s (the acceptance bound),
 its schedule completed and its final evaluation done; a SIGTERM and a resume still end within the documented
-bound (docs/training.md, Time budgets); bad budgets are one line. Tiny depth-8 runs of 40 s on the shared subset."""
+bound (docs/training.md, Time budgets); bad budgets are one line. Tiny depth-8 runs of 45 s on the shared subset."""
 import csv
 import json
 import os
@@ -13,7 +13,7 @@ import pytest
 
 from support import ENV, ROOT, run, train_args
 
-BUDGET = 40.0
+BUDGET = 45.0
 SLACK = max(0.1 * BUDGET, 15.0)
 RESTART = 20.0  # s: a resume's own start-up (import, build, compile), which the plan can't hold (docs/training.md)
 
@@ -55,7 +55,8 @@ def test_a_budgeted_run_ends_on_time_with_its_schedule_completed(cifar_subset_di
     model_dir = str(tmp_path / "run")
     status, out, err, seconds = timed(budget_args(cifar_subset_dir, model_dir))
     assert status == 0, err[-2000:]
-    plan_line = next(line for line in out.splitlines() if line.startswith("budget 40s: ") and " steps = " in line)
+    plan_line = next(line for line in out.splitlines()
+                     if line.startswith(f"budget {BUDGET:g}s: ") and " steps = " in line)
     assert "epochs at" in plan_line and "ends by" in plan_line
     assert abs(seconds - BUDGET) <= SLACK, f"{seconds:.1f} s for a {BUDGET:g}-s budget:\n{out}"
     config = recorded(model_dir)
@@ -65,7 +66,7 @@ def test_a_budgeted_run_ends_on_time_with_its_schedule_completed(cifar_subset_di
     row = last_row(model_dir)
     assert int(row["step"]) == config["train_steps"] and float(row["eval_top_1"]) > 0
     assert float(row["learning_rate"]) < 1e-6  # the cosine schedule reached its end value, 0
-    assert "budget 40s: ended" in out
+    assert f"budget {BUDGET:g}s: ended" in out
 
 
 def test_a_stopped_and_resumed_run_keeps_its_plan_and_ends_within_the_bound(cifar_subset_dir, tmp_path):
