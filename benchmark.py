@@ -6,14 +6,18 @@
     python benchmark.py --model=resnet_v2_50 --mode=train --reference=keras   # Keras' ResNet50V2, same protocol
     python benchmark.py --peak                                                # this machine's matmul GFLOP/s
 """
-import os
-import sys
+from console import cuda_noise
+
+cuda_noise.start()  # TensorFlow's CUDA probing lines, dropped where there is no GPU
+import os  # noqa: E402
+import sys  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from flags import logs, shared  # noqa: E402
+from console import logs  # noqa: E402
+from flags import shared  # noqa: E402
 
 flags.DEFINE_string("model", "resnet_v2_50", "resnet_v2_<depth> (18, 34, 50, 101, 152, 200 or a CIFAR depth: 20, "
                     "56...), alexnet, alexnet_lrn, vgg16 or inception_v3.")
@@ -88,6 +92,7 @@ def print_exported(export_dir):
 
 def main(argv):
     del argv
+    cuda_noise.import_tensorflow()  # the devices are probed: the CUDA-line filter ends
     if "train" in FLAGS.mode and not FLAGS.include_top:  # before TensorFlow's import: fail in a blink
         sys.exit("error: --mode=train needs the logits: drop --noinclude_top")
     import data

@@ -3,13 +3,17 @@
     python eval.py --model_dir=runs/cifar10_resnet_v2_50
     python eval.py --model_dir=runs/cifar10_resnet_v2_50 --watch   # each new checkpoint, until the final one
 """
-import os
+from console import cuda_noise
+
+cuda_noise.start()  # TensorFlow's CUDA probing lines, dropped where there is no GPU
+import os  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from flags import logs, shared  # noqa: E402
+from console import logs  # noqa: E402
+from flags import shared  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (e.g. DIR/ckpt-390), or 'best' (the run's best by "

@@ -8,13 +8,17 @@ images by its own runtime, with model_card.json describing how to feed them.
 SavedModel signatures: serving_default(image_bytes: string [n]) and images(images: uint8 [n, h, w, 3]); both
 return probabilities, top_k_indices, top_k_probabilities and top_k_class_names.
 """
-import os
+from console import cuda_noise
+
+cuda_noise.start()  # TensorFlow's CUDA probing lines, dropped where there is no GPU
+import os  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from flags import logs, shared  # noqa: E402
+from console import logs  # noqa: E402
+from flags import shared  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py.", required=True)
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (must not exist yet).", required=True)

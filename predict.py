@@ -4,13 +4,17 @@
 
 Images of any size get the run's eval preprocessing; unreadable files get a row with an `error`, not a crash.
 """
-import os
+from console import cuda_noise
+
+cuda_noise.start()  # TensorFlow's CUDA probing lines, dropped where there is no GPU
+import os  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from flags import logs, shared  # noqa: E402
+from console import logs  # noqa: E402
+from flags import shared  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The run directory of train.py (or give --model).")
 flags.DEFINE_string("model", None, "An export instead of a run: export.py's --export_dir (its SavedModel), or a "

@@ -5,13 +5,16 @@ train.py --init_checkpoint take as it is.
     python pretrained.py --source=/path/resnet50v2_weights_tf_dim_ordering_tf_kernels.h5 --model_dir=DIR
     python pretrained.py --source=keras:resnet50v2 --model_dir=DIR   # also resnet101v2, resnet152v2, *_notop
 """
-import os
+from console import cuda_noise
+
+cuda_noise.start()  # TensorFlow's CUDA probing lines, dropped where there is no GPU
+import os  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from flags import logs  # noqa: E402
+from console import logs  # noqa: E402
 
 flags.DEFINE_string("source", None, "slim:CHECKPOINT_PREFIX_OR_FOLDER (TF-slim model zoo), a Keras applications "
                     ".h5 file, or keras:NAME (resnet50v2, resnet101v2, resnet152v2, each also _notop) downloaded "

@@ -7,7 +7,7 @@ import time
 
 from absl import flags
 
-from flags import logs
+from console import cuda_noise, logs
 
 from data import DataError, get_info, make_train_dataset
 
@@ -32,6 +32,7 @@ def measure(dataset: str, data_dir, batch_size: int, steps: int, warmup_steps: i
 
 def main(argv):
     del argv
+    cuda_noise.import_tensorflow()  # the devices are probed: the CUDA-line filter ends
     f = flags.FLAGS
     try:
         rate = measure(f.dataset, f.data_dir, f.batch_size, f.steps, f.warmup_steps, f.image_size, f.deterministic)

@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums
 
 from data.info import DataError
-from flags import logs
+from console import cuda_noise, logs
 
 # The official archive file names, as tfds expects them in its manual download dir.
 ARCHIVES = {
@@ -138,6 +138,7 @@ def _build(builder_cls, name: str, data_dir: Optional[str], paths: dict) -> str:
 
 
 def main(argv):
+    cuda_noise.import_tensorflow()  # the devices are probed: the CUDA-line filter ends
     if not sys.stderr.isatty():
         # tfds's bars redraw with carriage returns and count an archive on disk in "MiB/s" of bytes: in a log
         # (docker logs, a pipe) they are noise. absl's lines stay: each split's examples as it is written.

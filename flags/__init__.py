@@ -1,17 +1,17 @@
 """Command-line flags of train.py and eval.py, and the one place they become a frozen training Config."""
 from absl import flags
 
-from flags import logs, recipes
+from flags import recipes
 from flags.shared import DTYPES
 
-__all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "logs", "make_config",
-           "recipes"]
+__all__ = ["ConfigError", "define_data_flags", "define_model_flags", "define_training_flags", "length_rule",
+           "make_config", "recipes"]
 
 
 def __getattr__(name):
     """ConfigError and make_config, imported on first use: they import TensorFlow, which the tools that only take
     flags/shared.py's flags load after their flags are checked (so a bad flag stays a one-line error)."""
-    if name in ("ConfigError", "make_config"):
+    if name in ("ConfigError", "make_config", "length_rule"):
         from flags import config
         return getattr(config, name)
     raise AttributeError(f"module 'flags' has no attribute {name!r}")
@@ -61,6 +61,9 @@ def define_training_flags():
     flags.DEFINE_float("train_epochs", None, f"Epochs to train (default: the recipe's, {r['train_epochs']} for small "
                        "images, 90 for large).")
     flags.DEFINE_integer("train_steps", None, "Steps to train; overrides --train_epochs.")
+    flags.DEFINE_string("time_budget", None, "Train to the clock instead of --train_epochs/--train_steps: a duration "
+                        "(90s, 45m, 2h) from the process' start to its end; the run measures its speed, then plans "
+                        "its steps, evaluations and checkpoints to end within it (docs/training.md).")
     flags.DEFINE_float("learning_rate", None, "Base learning rate at batch 128 (small images) or 256 (large), "
                        f"scaled linearly with --batch_size (default {r['learning_rate']}).")
     flags.DEFINE_enum("recipe", recipes.DEFAULT_RECIPE, list(recipes.RECIPES), "classic: the papers' recipes; "

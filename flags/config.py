@@ -4,7 +4,7 @@ import os
 
 import data
 import model
-from flags import recipes
+from flags import durations, recipes
 from training.config import Config
 from training.rundir import run_dir
 
@@ -34,13 +34,17 @@ def make_config(flag_values, out=print):
         model.check_model(f.model, info.image_size, f.depth, f.unit, f.arch, f.width)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    recipe = {**recipes.recipe(info.small_images, f.recipe), **entry.recipe}
+    recipe = _recipe(f, info)
     pick = lambda name: recipe[name] if getattr(f, name) is None else getattr(f, name)  # noqa: E731
     batch_size = pick("batch_size")
     steps_per_epoch = info.num_train // batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch_size={batch_size} is larger than the {info.num_train} training examples")
-    train_steps = f.train_steps if f.train_steps is not None else round(pick("train_epochs") * steps_per_epoch)
+    time_budget = _time_budget(f)
+    if time_budget:  # one epoch until training has measured its speed and planned the run (training/loop/budget.py)
+        train_steps = steps_per_epoch
+    else:
+        train_steps = f.train_steps if f.train_steps is not None else round(pick("train_epochs") * steps_per_epoch)
     if train_steps <= 0:
         raise ConfigError("nothing to train: give --train_steps or --train_epochs greater than 0")
     decay_epochs = _decay_epochs(f, recipe, train_steps / steps_per_epoch, out)
@@ -65,7 +69,30 @@ def make_config(flag_values, out=print):
         init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model, recipe=f.recipe,
         ema_decay=ema_decay, cutout=pick("cutout"), randaugment_layers=pick("randaugment_layers"),
         randaugment_magnitude=pick("randaugment_magnitude"), precise_bn_examples=f.precise_bn_examples,
-        worker_join_timeout=f.worker_join_timeout, **mixing), info
+        worker_join_timeout=f.worker_join_timeout, time_budget=time_budget, **mixing), info
+
+
+def length_rule(flag_values, info):
+    """The recipe's length-dependent values for a run of any length (flags/durations.py length_rule): what a
+    --time_budget run resolves once its length is planned."""
+    return durations.length_rule(flag_values, _recipe(flag_values, info))
+
+
+def _recipe(f, info):
+    return {**recipes.recipe(info.small_images, f.recipe), **model.MODELS[f.model].recipe}
+
+
+def _time_budget(f):
+    """--time_budget in seconds (0: none); refuses it beside --train_epochs or --train_steps."""
+    if f.time_budget is None:
+        return 0.0
+    given = [name for name in ("train_epochs", "train_steps") if getattr(f, name) is not None]
+    if given:
+        raise ConfigError(f"--time_budget plans the run's length itself; drop --{given[0]} (or --time_budget)")
+    try:
+        return durations.parse(f.time_budget)
+    except durations.DurationError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _split_request(f, model_dir):

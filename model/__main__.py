@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from flags import logs  # noqa: E402
+from console import cuda_noise, logs  # noqa: E402
 
 import model  # noqa: E402
 
@@ -29,6 +29,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    cuda_noise.import_tensorflow()  # the devices are probed: the CUDA-line filter ends
     image_size, num_classes = FLAGS.image_size or model.MODELS[FLAGS.model].image_size, FLAGS.num_classes
     if FLAGS.dataset:
         if FLAGS.dataset not in KNOWN_DATASETS:

@@ -76,6 +76,10 @@ class Config:
     # the splits (data/splits.py); runs from before they existed trained on all of train and evaluated on test
     validation_split: float | None = 0.0  # None: the dataset's own; 0: none; else the fraction carved from train
     test_split: float | None = None       # flat folders: the fraction carved as the test split
+    # --time_budget (training/loop/budget.py): seconds from the process' start to the run's end, 0: none; the plan
+    # it resolved to (measured speed, costs, steps, deadline), which a resume takes as it is
+    time_budget: float = 0.0
+    budget_plan: dict | None = None
 
     @property
     def lr(self):

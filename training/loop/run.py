@@ -11,7 +11,7 @@ from training.compute import bn_stats, ema as averaging, network, optimizer as o
 from training.distribute import failures, strategy as strategies
 from training.errors import TrainingError
 from training.evaluation import evaluator as evaluation
-from training.loop import preemption, testing
+from training.loop import budget, preemption, testing
 from training.loop.blocks import Blocks, Window, make_train_loop, steps_until_event
 from training.rundir import checkpoints, run_dir, run_lock, summaries, wall_time, warm_start
 
@@ -26,15 +26,16 @@ class Stopped(Exception):
         self.status = status
 
 
-def run(config, info, out=print):
+def run(config, info, out=print, length_rule=None):
     """Trains the run in config.model_dir from its latest checkpoint (or from scratch); returns the final metrics.
 
     Raises TrainingError (bad setup, non-finite loss, full disk, another process writing the run), Stopped
-    (SIGTERM/SIGINT, after a checkpoint) or failures.PeerLost (a worker of a multi-worker run was lost)."""
+    (SIGTERM/SIGINT, after a checkpoint) or failures.PeerLost (a worker of a multi-worker run was lost).
+    length_rule(steps, steps_per_epoch): the recipe's length-dependent fields, for a --time_budget run's plan."""
     task = strategies.task(config.strategy)
     run_dir.check_compatible(config)  # read-only, before the lock: a refused run leaves even LOCK untouched
     with lock(config.model_dir, task, out):
-        return train(config, info, out)
+        return train(config, info, out, length_rule)
 
 
 def lock(model_dir, task, out):
@@ -48,13 +49,16 @@ def lock(model_dir, task, out):
         raise run_dir.unwritable(model_dir, e) from None
 
 
-def train(config, info, out=print):
+def train(config, info, out=print, length_rule=None):
     strategy = strategies.create(config.strategy, config.num_gpus, config.worker_join_timeout, out)
     strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
     info = warm_start.normalization(config, info)
     config = precision.resolve_config(config, run_dir.read_config(config.model_dir) if chief else None,
                                       strategies.from_chief(strategy), out)
+    if config.time_budget:
+        config = budget.resolve(config, info, strategy, run_dir.read_config(config.model_dir) if chief else None,
+                                length_rule, (build, Evaluation.of, train_batches), strategies.from_chief(strategy), out)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
     out(config.describe_recipe())
@@ -76,6 +80,7 @@ def train(config, info, out=print):
     evaluate = Evaluation.of(config, info, strategy, net, ema, out)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
     wall = wall_time.WallTime(config.model_dir, chief, step)
+    clock = budget.Clock(config, step, out)
     metrics, window = None, Window()
     metrics_csv = summaries.MetricsCsv(config.model_dir, chief, step, ema=ema is not None)
     profiler = summaries.Profiler(config.model_dir, config.profile_steps, out)
@@ -95,6 +100,7 @@ def train(config, info, out=print):
             row = {}
             if step % config.log_every_steps == 0 or step == config.train_steps:
                 row = log(step, window.take(), opt, progress, writers[0], config)
+                clock.check(step)
             elif progress.due(step, config.steps_per_epoch):  # the console only: TensorBoard keeps its steps
                 progress.log(step, window.peek(), float(opt.learning_rate))
             stop = stop_votes.sum() > 0 and step < config.train_steps  # at the last step, finish
@@ -118,6 +124,8 @@ def train(config, info, out=print):
         wall.record(progress.elapsed())
     out(f"final: step {step}  {testing.describe(results)}  {wall.describe()}  "
         f"{progress.images_per_second(step):.1f} images/s")
+    if config.time_budget:
+        out(clock.summary())
     return results
 
 

@@ -5,8 +5,11 @@ import warnings
 
 from absl import logging
 
+from console import cuda_noise
+
 
 def quiet():
+    cuda_noise.import_tensorflow()  # ends the CUDA-line filter an entry point started (console/cuda_noise.py)
     logging.set_verbosity(logging.WARNING)
     warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
     import tensorflow_datasets as tfds
