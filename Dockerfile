@@ -19,6 +19,7 @@ RUN MPLCONFIGDIR=/tmp/matplotlib python -c "import matplotlib.font_manager" && c
 COPY model/ model/
 COPY data/ data/
 COPY flags/ flags/
+COPY console/ console/
 COPY training/ training/
 COPY inference/ inference/
 COPY train.py eval.py benchmark.py predict.py export.py pretrained.py ./
