@@ -92,9 +92,9 @@ def print_exported(export_dir):
 
 def main(argv):
     del argv
-    cuda_noise.import_tensorflow()  # the devices are probed: the CUDA-line filter ends
     if "train" in FLAGS.mode and not FLAGS.include_top:  # before TensorFlow's import: fail in a blink
         sys.exit("error: --mode=train needs the logits: drop --noinclude_top")
+    cuda_noise.import_tensorflow()  # the devices are probed: the CUDA-line filter ends
     import data
     import model
     from training.benchmark import timing
