@@ -4,7 +4,8 @@
     train = make_train_dataset(info, data_dir=data_dir, global_batch_size=128, seed=0, start_step=step)
 """
 from data.augment import Augment
-from data.datasets import describe_splits, get_info
+from data.datasets import get_info
+from data.describe import describe_splits
 from data.info import DataError, DatasetInfo
 from data.pipeline import make_eval_dataset, make_pixel_dataset, make_train_dataset
 
