@@ -7,7 +7,8 @@ from console import cuda_noise
 
 cuda_noise.start_if_module("data.prepare", "data.benchmark")  # before this package imports TensorFlow
 from data.augment import Augment  # noqa: E402
-from data.datasets import describe_splits, get_info  # noqa: E402
+from data.datasets import get_info  # noqa: E402
+from data.describe import describe_splits  # noqa: E402
 from data.info import DataError, DatasetInfo  # noqa: E402
 from data.pipeline import make_eval_dataset, make_pixel_dataset, make_train_dataset  # noqa: E402
 

@@ -115,39 +115,6 @@ def load_split(info: DatasetInfo, role: str, data_dir: Optional[str] = None, *,
     return Split(expected, examples.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32))))
 
 
-PER_CLASS_LINES = 20  # folders with more classes get their smallest ones listed, not every one
-
-
-def describe_splits(info: DatasetInfo, data_dir: Optional[str] = None) -> list:
-    """Console lines: each split's size and where it comes from; for folders, the images per class."""
-    def origin(role):
-        source, carve = splits.source(info, role)
-        if carve is None:
-            return f"{source}"
-        low, high = carve.bounds(role)
-        return f"{high - low:.0%} of {source} by hash"
-
-    roles = ("train", "validation", "test") if info.has_validation else ("train", "test")
-    sizes = {"train": info.num_train, "validation": info.num_validation, "test": info.num_eval}
-    lines = [f"{info.name}: " + ", ".join(f"{role} {sizes[role]:,} ({origin(role)})" for role in roles)]
-    if info.has_validation:
-        lines.append("the evaluations during training, best/ and the choice of raw or EMA weights read the "
-                     "validation split; the test split is evaluated once, at the end")
-    else:
-        lines.append("no validation split: the evaluations during training read the test split for monitoring "
-                     "only; nothing is selected on them, best/ is not written, every tool uses the final checkpoint")
-    if info.name.startswith(FOLDER_PREFIX):
-        counts = folder.counts_of(info, data_dir)
-        rows = sorted(range(info.num_classes), key=lambda c: counts["train"][c])
-        shown = rows if info.num_classes <= PER_CLASS_LINES else rows[:PER_CLASS_LINES // 2]
-        for c in sorted(shown):
-            lines.append(f"  {info.class_names[c]}: " + ", ".join(f"{role} {counts[role][c]}" for role in roles))
-        if len(shown) < info.num_classes:
-            lines.append(f"  ... the {len(shown)} classes with the fewest training images above; "
-                         f"{info.num_classes - len(shown)} more")
-    return lines
-
-
 def _keep(ds: tf.data.Dataset, builder, source: str, carve, role: str) -> tf.data.Dataset:
     """The tfds examples of `role`, or all of them without a carve. Which ids belong to it is decided in Python
     (data/splits.py) and looked up in the pipeline: shard file -> its first position in one mask of the split."""

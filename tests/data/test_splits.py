@@ -97,8 +97,11 @@ def test_the_layouts_say_where_validation_and_test_come_from(tmp_path):
         expected = {("train", "test"): ("train", "test"), ("train", "test", "val"): ("val", "test"),
                     ("train", "val"): ("train", "val")}[layout]
         assert (info.validation_split, info.eval_split) == expected, layout
-        assert info.num_eval == 6 and info.num_validation == (6 if "test" in layout and "val" in layout else
-                                                              info.num_validation)
+        assert info.num_eval == 6
+        if info.validation_split == "val":  # its own val/: every image of it, and all of train/ trains
+            assert (info.num_validation, info.num_train) == (6, 200)
+        else:  # carved from train/'s 200 images: about 10 % of them, the rest trains
+            assert 10 <= info.num_validation <= 30 and info.num_train + info.num_validation == 200
         assert get_info(f"folder:{root}", validation_split=0).has_validation is False
 
 

@@ -136,7 +136,8 @@ def start(config, info, strategy, chief, step):
     writers = summaries.writers(config.model_dir, chief, resumed_step=step, names=names)
     if step == 0:
         summaries.config_summary(writers[0], config)
-        first = next(iter(data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=16,
+        first = next(iter(data.make_train_dataset(info, data_dir=config.data_dir,
+                                                  global_batch_size=min(16, info.num_train),
                                                   seed=config.seed, augment=data.Augment(**config.augment()))))
         summaries.image_grid(writers[0], first[0].numpy(), info.mean, info.std)
     return writers

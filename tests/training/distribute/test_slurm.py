@@ -60,7 +60,7 @@ def test_two_srun_tasks_train_one_run_and_the_chief_evaluates(slurm, cifar_subse
                             r"localhost, no GPU", started), started
         assert any("MultiWorkerMirroredStrategy with 2 replica(s)" in line for line in lines)
         assert any(line.startswith("final: step 10 ") for line in lines)
-    assert any("(1017 examples in " in line for line in chief)  # every test image once, over both tasks
+    assert any("(1017 test examples in " in line for line in chief)  # every test image once, over both tasks
     # The chief writes the run; the other task only its own checkpoints, under workers/1.
     assert os.path.exists(tmp_path / "config.json") and os.path.exists(tmp_path / "ckpt-10.index")
     assert os.path.exists(tmp_path / "workers" / "1" / "ckpt-10.index")

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -78,7 +79,7 @@ def test_poisoned_test_labels_change_no_choice_only_the_test_numbers(clean_and_p
     for name in ("ckpt-42", os.path.join("best", clean["checkpoints"][0]["checkpoint"])):
         a, b = (tf.train.load_checkpoint(os.path.join(d, name)) for d in (clean_dir, poisoned_dir))
         for variable in a.get_variable_to_shape_map():
-            assert (a.get_tensor(variable) == b.get_tensor(variable)).all(), variable
+            assert np.array_equal(a.get_tensor(variable), b.get_tensor(variable)), variable
 
 
 def test_the_final_line_and_metrics_json_report_both_checkpoints_on_test(clean_and_poisoned):
