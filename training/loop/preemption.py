@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 
+from console import cuda_noise
+
 # Exit statuses of a run stopped by a signal: the shell's 128 + signal number, so schedulers treat the run as
 # terminated (and requeue it), and re-running the same command resumes it.
 EXIT_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -38,6 +40,7 @@ def exit_on_signal(what="nothing to save"):
 
     def quit_now(signum):
         if quitting.acquire(blocking=False):  # the watcher or the handler, whichever comes first, exits
+            cuda_noise.stop()  # fd 2 may still be its pipe, whose forwarder os._exit would cut off
             os.write(2, lines[signum])
             os._exit(EXIT_STATUS[signum])
 
