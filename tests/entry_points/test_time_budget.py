@@ -18,10 +18,10 @@ SLACK = max(0.1 * BUDGET, 15.0)
 RESTART = 20.0  # s: a resume's own start-up (import, build, compile), which the plan can't hold (docs/training.md)
 
 
-def budget_args(data_dir, model_dir):
+def budget_args(data_dir, model_dir, *extra):
     # No precise batch norm and evaluations every 2 epochs: the few steps a 40-s run has go to training.
     return train_args(data_dir, model_dir, f"--time_budget={BUDGET:g}s", "--precise_bn_examples=0",
-                      "--epochs_between_evals=2", "--log_every_steps=10", "--steps_per_loop=5")
+                      "--epochs_between_evals=2", "--log_every_steps=10", "--steps_per_loop=5", *extra)
 
 
 def last_row(model_dir):
@@ -53,7 +53,8 @@ def timed(argv, stop_after=None):
 
 def test_a_budgeted_run_ends_on_time_with_its_schedule_completed(cifar_subset_dir, tmp_path):
     model_dir = str(tmp_path / "run")
-    status, out, err, seconds = timed(budget_args(cifar_subset_dir, model_dir))
+    # A validation split: the plan also counts the test split's evaluations at the end (final and best)
+    status, out, err, seconds = timed(budget_args(cifar_subset_dir, model_dir, "--validation_split=0.1"))
     assert status == 0, err[-2000:]
     plan_line = next(line for line in out.splitlines()
                      if line.startswith(f"budget {BUDGET:g}s: ") and " steps = " in line)
@@ -63,6 +64,7 @@ def test_a_budgeted_run_ends_on_time_with_its_schedule_completed(cifar_subset_di
     plan = config["budget_plan"]
     assert plan["steps"] == config["train_steps"] and plan["budget_seconds"] == BUDGET
     assert f"final: step {config['train_steps']}  test top-1" in out  # the final evaluation ran
+    assert "best on validation: step" in out and plan["ending_seconds"] > 0
     row = last_row(model_dir)
     assert int(row["step"]) == config["train_steps"] and float(row["eval_top_1"]) > 0
     assert float(row["learning_rate"]) < 1e-6  # the cosine schedule reached its end value, 0

@@ -29,6 +29,8 @@ class Speed:
     evaluation: float  # one evaluation of the test split
     epoch_end: float   # an epoch's checkpoint
     statistics: float = 0.0  # the precise batch-norm recompute before each evaluation and checkpoint (once if both)
+    ending: float = 0.0      # a run with a validation split: the test split at the end, for the final weights and
+                             # the best checkpoint's (restored), estimated from the evaluation's time per example
 
 
 def process_age():
@@ -70,19 +72,34 @@ def measure(config, info, strategy, build, evaluation_of, batches):
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         tf.train.Checkpoint(model=net, optimizer=opt).write(os.path.join(directory, "ckpt"))
+    checkpoint = time.perf_counter() - began
     startup = compiled - started - n / steps_per_second + sum(seconds[0]) - sum(seconds[1])
-    return Speed(steps_per_second, max(startup, 0.0), seconds[1][1], time.perf_counter() - began, seconds[1][0])
+    return Speed(steps_per_second, max(startup, 0.0), seconds[1][1], checkpoint, seconds[1][0],
+                 ending(evaluate.split, info, seconds, checkpoint))
+
+
+def ending(split, info, seconds, checkpoint):
+    """Seconds of testing.test_at_end when the run evaluates a validation split (else 0: its last evaluation
+    is the test split's): the test split read twice at validation's speed per example, its first reading
+    compiled as validation's was, and the best checkpoint's restore, timed as a checkpoint's write."""
+    if split == "test":
+        return 0.0
+    (_, first), (_, again) = seconds
+    per_example = again / max(info.num_validation, 1)
+    return 2 * per_example * info.num_eval + max(first - again, 0.0) + checkpoint
 
 
 def seconds_for(train_steps, speed, config, from_step=0):
     """Planned seconds of steps from_step+1 .. train_steps with their epoch ends and evaluations, the last one's
-    included (the loop checkpoints and evaluates at the end whether or not it is an epoch's)."""
+    included (the loop checkpoints and evaluates at the end whether or not it is an epoch's), and the end's test
+    evaluations."""
     def count(every):
         return train_steps // every - from_step // every + (train_steps % every != 0)
     epochs, evals = config.steps_per_epoch, config.eval_every_steps
     both = count(math.lcm(epochs, evals))
     return ((train_steps - from_step) / speed.steps_per_second + count(epochs) * speed.epoch_end
-            + count(evals) * speed.evaluation + (count(epochs) + count(evals) - both) * speed.statistics)
+            + count(evals) * speed.evaluation + (count(epochs) + count(evals) - both) * speed.statistics
+            + speed.ending)
 
 
 def plan(config, speed, elapsed, rule, broadcast=None):
@@ -96,7 +113,8 @@ def plan(config, speed, elapsed, rule, broadcast=None):
         low, high = (mid, high) if seconds_for(mid, speed, config) <= left else (low, mid - 1)
     train_steps = broadcast(low) if broadcast else low
     if train_steps < config.steps_per_loop:
-        block = config.steps_per_loop / speed.steps_per_second + speed.evaluation + speed.epoch_end + speed.statistics
+        block = (config.steps_per_loop / speed.steps_per_second + speed.evaluation + speed.epoch_end
+                 + speed.statistics + speed.ending)
         needed = 10 * -(-(elapsed + speed.startup + block) / (1 - MARGIN) // 10)  # rounded up to 10 s
         raise TrainingError(
             f"--time_budget={describe(config.time_budget)} is too short for one block of {config.steps_per_loop} "
@@ -106,7 +124,7 @@ def plan(config, speed, elapsed, rule, broadcast=None):
     record = {"budget_seconds": config.time_budget, "steps": train_steps,
               "steps_per_second": round(speed.steps_per_second, 3), "startup_seconds": round(speed.startup, 2),
               "evaluation_seconds": round(speed.evaluation, 2), "epoch_end_seconds": round(speed.epoch_end, 2),
-              "statistics_seconds": round(speed.statistics, 2),
+              "statistics_seconds": round(speed.statistics, 2), "ending_seconds": round(speed.ending, 2),
               "trial_seconds": round(elapsed, 1),
               "planned_seconds": round(elapsed + speed.startup + seconds_for(train_steps, speed, config), 1),
               "started_at": round(now - elapsed, 1), "deadline": round(now - elapsed + config.time_budget, 1)}
@@ -159,7 +177,7 @@ class Clock:
         if not p:
             return
         self.speed = Speed(p["steps_per_second"], p["startup_seconds"], p["evaluation_seconds"],
-                           p["epoch_end_seconds"], p.get("statistics_seconds", 0.0))
+                           p["epoch_end_seconds"], p.get("statistics_seconds", 0.0), p.get("ending_seconds", 0.0))
         # What is left of the plan from `step`, from now: a resumed run ends its remaining steps in the time the
         # plan gave them (the time it was stopped is not counted).
         self.ends = time.time() + seconds_for(config.train_steps, self.speed, config, from_step=step)

@@ -76,3 +76,13 @@ def test_a_run_behind_its_plan_warns_once():
     clock.check(30)
     assert len(lines) == 1 and "behind the --time_budget plan at step 20" in lines[0]
     assert budget.Clock(config(), 0, lines.append).summary() is None  # a run without a plan has no budget line
+
+
+def test_a_run_with_a_validation_split_counts_the_test_split_at_its_end():
+    info = dataclasses.make_dataclass("Info", ["num_eval", "num_validation"])(num_eval=1000, num_validation=400)
+    # validation took 3 s compiling, then 1 s (400 examples); the test split is read twice at that speed, the
+    # first time compiled, and the best checkpoint restored (0.5 s)
+    assert budget.ending("validation", info, [(0.2, 3.0), (0.2, 1.0)], 0.5) == pytest.approx(2 * 2.5 + 2 + 0.5)
+    assert budget.ending("test", info, [(0.2, 3.0), (0.2, 1.0)], 0.5) == 0.0
+    ending = dataclasses.replace(SPEED, ending=7.5)
+    assert budget.seconds_for(50, ending, config()) == pytest.approx(budget.seconds_for(50, SPEED, config()) + 7.5)
