@@ -1,11 +1,13 @@
 """The recipes' rules that scale with the run (flags/recipes.py), through flags.make_config on the prepared subset:
 decay points as fractions of the run, a warning for a point past its end, weight decay and the EMA's decay from
 the run's steps, and the values the console and config.json show."""
+import dataclasses
 import json
 
 import pytest
 from absl import flags as absl_flags
 
+import data
 import flags
 from flags import recipes
 
@@ -89,3 +91,17 @@ def test_large_images_scale_from_goyal_et_al():
     assert recipes.weight_decay(imagenet, 90 * 1_281_167 // 256 // 4) == pytest.approx(2e-4, rel=1e-5)  # 1/4: 2x
     modern = recipes.recipe(False, "modern")
     assert modern["label_smoothing"] == 0.1 and modern["mixup_alpha"] == 0.2 and modern["warmup_epochs"] == 5
+
+
+@pytest.mark.parametrize("recipe", ["scaled", "classic", "modern"])
+def test_a_time_planned_run_is_the_run_of_its_planned_steps(parse, recipe):
+    """docs/reliability.md's promise: --train_steps=<planned steps> with the same flags trains the planned run, so
+    every length-dependent value resolves the same from the plan as from the flag."""
+    planned, _ = parse(f"--recipe={recipe}", "--time_budget=10m")
+    rule = flags.length_rule(FLAGS, data.get_info(planned.dataset, planned.data_dir))
+    planned = dataclasses.replace(planned, **rule(700, planned.steps_per_epoch))
+    by_steps, _ = parse(f"--recipe={recipe}", "--train_steps=700")
+    ignore = {"time_budget", "budget_plan"}
+    differ = {f.name for f in dataclasses.fields(by_steps) if f.name not in ignore
+              and getattr(planned, f.name) != getattr(by_steps, f.name)}
+    assert differ == set() and planned.train_steps == 700
