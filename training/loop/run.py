@@ -26,16 +26,18 @@ class Stopped(Exception):
         self.status = status
 
 
-def run(config, info, out=print, length_rule=None):
+def run(config, info, out=print, length_rule=None, finished=None):
     """Trains the run in config.model_dir from its latest checkpoint (or from scratch); returns the final metrics.
 
     Raises TrainingError (bad setup, non-finite loss, full disk, another process writing the run), Stopped
     (SIGTERM/SIGINT, after a checkpoint) or failures.PeerLost (a worker of a multi-worker run was lost).
-    length_rule(steps, steps_per_epoch): the recipe's length-dependent fields, for a --time_budget run's plan."""
+    length_rule(steps, steps_per_epoch): the recipe's length-dependent fields, for a --time_budget run's plan.
+    finished(results): called after the final line, before anything is torn down (train.py ends the process
+    there: the tf.data iterators' destructors waited 40-44 s after a run's final line on one core)."""
     task = strategies.task(config.strategy)
     run_dir.check_compatible(config)  # read-only, before the lock: a refused run leaves even LOCK untouched
     with lock(config.model_dir, task, out):
-        return train(config, info, out, length_rule)
+        return train(config, info, out, length_rule, finished)
 
 
 def lock(model_dir, task, out):
@@ -49,7 +51,7 @@ def lock(model_dir, task, out):
         raise run_dir.unwritable(model_dir, e) from None
 
 
-def train(config, info, out=print, length_rule=None):
+def train(config, info, out=print, length_rule=None, finished=None):
     strategy = strategies.create(config.strategy, config.num_gpus, config.worker_join_timeout, out)
     strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
@@ -126,6 +128,8 @@ def train(config, info, out=print, length_rule=None):
         f"{progress.images_per_second(step):.1f} images/s")
     if config.time_budget:
         out(clock.summary())
+    if finished and not multi_worker:  # a worker's last collective may still be in flight to its peers
+        finished(results)
     return results
 
 
