@@ -74,6 +74,12 @@ def stop():
         os.close(real)
 
 
+def real_stderr():
+    """The file descriptor of the real stderr: fd 2, or its duplicate while fd 2 is the filter's pipe. For a last
+    line written just before os._exit, which would cut the forwarder off (stop() could wait for it)."""
+    return _active[1] if _active else 2
+
+
 def import_tensorflow():
     """TensorFlow, imported and its devices probed (where cuInit runs), then the filter stopped."""
     import tensorflow as tf

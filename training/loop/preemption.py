@@ -40,8 +40,8 @@ def exit_on_signal(what="nothing to save"):
 
     def quit_now(signum):
         if quitting.acquire(blocking=False):  # the watcher or the handler, whichever comes first, exits
-            cuda_noise.stop()  # fd 2 may still be its pipe, whose forwarder os._exit would cut off
-            os.write(2, lines[signum])
+            # fd 2 may still be the CUDA-line filter's pipe, whose forwarder os._exit would cut off
+            os.write(cuda_noise.real_stderr(), lines[signum])
             os._exit(EXIT_STATUS[signum])
 
     def watch(read_end):
