@@ -56,11 +56,11 @@ def train(config, info, out=print, length_rule=None, finished=None):
     strategies.check_batch_size(strategy, config.batch_size)
     chief = strategies.is_chief(strategy)
     info = warm_start.normalization(config, info)
-    config = precision.resolve_config(config, run_dir.read_config(config.model_dir) if chief else None,
-                                      strategies.from_chief(strategy), out)
+    saved, from_chief = run_dir.read_config(config.model_dir) if chief else None, strategies.from_chief(strategy)
+    config = precision.resolve_config(config, saved, from_chief, out)
     if config.time_budget:
-        config = budget.resolve(config, info, strategy, run_dir.read_config(config.model_dir) if chief else None,
-                                length_rule, (build, Evaluation.of, train_batches), strategies.from_chief(strategy), out)
+        config = budget.resolve(config, info, strategy, saved, length_rule, (build, Evaluation.of, train_batches),
+                                from_chief, out)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
     out(config.describe_recipe())
