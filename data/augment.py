@@ -31,8 +31,9 @@ class Augment:
         return self.mixup_prob > 0 or self.cutmix_prob > 0
 
 
-def cutout(image, seed, size):
-    """Zeroes a size x size square centred anywhere in the (normalized) image; the part inside the image."""
+def cutout(image, seed, size, fill=0.0):
+    """Sets a size x size square centred anywhere in the image to `fill` (per channel: the dataset's mean pixel
+    in a pixel image, which is 0 once normalized); the part inside the image."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     centre = tf.random.stateless_uniform([2], seed, 0, 1) * tf.cast(tf.stack([height, width]), tf.float32)
     centre = tf.cast(centre, tf.int32)
@@ -40,7 +41,7 @@ def cutout(image, seed, size):
     half = size // 2
     inside = ((rows >= centre[0] - half) & (rows < centre[0] - half + size) &
               (cols >= centre[1] - half) & (cols < centre[1] - half + size))
-    return tf.where(inside[:, :, None], tf.zeros_like(image), image)
+    return tf.where(inside[:, :, None], tf.broadcast_to(tf.cast(fill, image.dtype), tf.shape(image)), image)
 
 
 def randaugment(image, seed, layers, magnitude):

@@ -23,7 +23,7 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
                        seed: int = 0, start_step: int = 0,
                        input_context: Optional[tf.distribute.InputContext] = None,
                        deterministic: bool = False,
-                       augment: Optional[augmentations.Augment] = None) -> tf.data.Dataset:
+                       augment: Optional[augmentations.Augment] = None, pixels: bool = False) -> tf.data.Dataset:
     """Infinite stream of (images float32 [b, S, S, 3] normalized, labels int32 [b]); with mixup or cutmix the
     labels are soft targets float32 [b, num_classes].
 
@@ -37,6 +37,9 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
         every global batch, and its replicas pull consecutive per-replica batches.
       deterministic: tf.data.Options.deterministic; False lets parallel map return elements out of order.
       augment: cutout, RandAugment, mixup / cutmix on top of the crop and flip (data/augment.py).
+      pixels: the images before the normalization, which the caller then applies on its device
+        (preprocessing.normalize(images, info.mean, info.std) gives exactly the normalized stream): uint8 when
+        the crop and flip are all (a quarter of the bytes), else float32 in [0, 255].
     """
     augment = augment or augmentations.Augment()
     pipelines, pipeline_id, replica_batch = _layout(global_batch_size, input_context)
@@ -60,8 +63,13 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
     ds = ds.batch(replica_batch, drop_remainder=True)
     if augment.mixes:
         # Seeded by the batch's first example, itself seeded by (seed, epoch, index): a pure function of the step.
-        ds = ds.map(lambda images, labels, seeds: augmentations.mix(images, labels, seeds[0], info.num_classes,
-                                                                   augment), num_parallel_calls=tf.data.AUTOTUNE)
+        # Mixing is linear, so mixing pixels and then normalizing is mixing normalized images.
+        ds = ds.map(lambda images, labels, seeds: augmentations.mix(tf.cast(images, tf.float32), labels, seeds[0],
+                                                                   info.num_classes, augment),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    if not pixels:
+        ds = ds.map(lambda images, labels: (preprocessing.normalize(images, info.mean, info.std), labels),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
 
 
@@ -121,8 +129,8 @@ def make_pixel_dataset(info: DatasetInfo, split: str, *, data_dir: Optional[str]
 
 
 def _train_transform(info: DatasetInfo, seed: int, augment: augmentations.Augment):
-    """(epoch, example index, raw, label) -> (augmented normalized image, label[, its seed for mixing]), seeded
-    by (seed, epoch, index)."""
+    """(epoch, example index, raw, label) -> (augmented pixels, label[, its seed for mixing]), seeded by (seed,
+    epoch, index). The pixels stay uint8 through the crop and flip; RandAugment and cutout make them float32."""
     def transform(epoch, index, raw, label):
         example_seed = tf.random.experimental.stateless_fold_in(
             tf.stack([tf.cast(seed, tf.int64), epoch]), tf.cast(index, tf.int64))
@@ -134,9 +142,9 @@ def _train_transform(info: DatasetInfo, seed: int, augment: augmentations.Augmen
         if augment.randaugment_layers:
             image = augmentations.randaugment(tf.cast(image, tf.float32), _fold(example_seed, 1),
                                               augment.randaugment_layers, augment.randaugment_magnitude)
-        image = preprocessing.normalize(image, info.mean, info.std)
-        if augment.cutout:
-            image = augmentations.cutout(image, _fold(example_seed, 2), augment.cutout)
+        if augment.cutout:  # the mean pixel: 0 once normalized
+            image = augmentations.cutout(tf.cast(image, tf.float32), _fold(example_seed, 2), augment.cutout,
+                                         fill=info.mean)
         # Only mixup / cutmix need the example's seed after batching.
         return (image, label, _fold(example_seed, 3)) if augment.mixes else (image, label)
 

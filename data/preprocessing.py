@@ -29,9 +29,17 @@ def pad_crop_flip(image, seed):
 def random_resized_crop_flip(encoded, seed, image_size: int):
     """ImageNet-style training augmentation of an encoded image: a random Inception-style crop (decoding only
     that window when the image is a JPEG), resized to image_size x image_size, and a random flip.
-    Returns float32 in [0, 255]."""
+    Returns uint8: the bilinear resize rounded to the nearest level (at most 0.5 from it), so that a batch is a
+    quarter of float32's bytes on its way to the device, and the normalization runs there (a per-channel
+    broadcast of 150,528 floats per 224-px image took 0.4 ms of one core here, a third of the pipeline)."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    resized = tf.image.resize(decode_random_crop(encoded, crop_seed), [image_size, image_size], method="bilinear")
+    rounded = tf.cast(resized + 0.5, tf.uint8)  # bilinear weights sum to 1: no value leaves [0, 255]
+    return tf.image.stateless_random_flip_left_right(rounded, flip_seed)
 
+
+def decode_random_crop(encoded, crop_seed):
+    """The random Inception-style crop of an encoded image, uint8 [h, w, 3]: a JPEG decodes only that window."""
     def crop_jpeg():
         box = _crop_window(tf.image.extract_jpeg_shape(encoded), crop_seed)
         return tf.image.decode_and_crop_jpeg(encoded, box, channels=3)
@@ -41,9 +49,7 @@ def random_resized_crop_flip(encoded, seed, image_size: int):
         offset_y, offset_x, height, width = tf.unstack(_crop_window(tf.shape(image), crop_seed))
         return image[offset_y:offset_y + height, offset_x:offset_x + width]
 
-    crop = tf.cond(tf.io.is_jpeg(encoded), crop_jpeg, crop_other)
-    resized = tf.image.resize(crop, [image_size, image_size], method="bilinear")
-    return tf.image.stateless_random_flip_left_right(resized, flip_seed)
+    return tf.cond(tf.io.is_jpeg(encoded), crop_jpeg, crop_other)
 
 
 def resize_center_crop(encoded, image_size: int):

@@ -180,3 +180,24 @@ def test_eval_is_ordered_and_repeatable(fake):
     assert np.concatenate([b[1] for b in first])[:n].tolist() == list(range(n))
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("augment", [None, dict(cutout=4), dict(randaugment_layers=2, randaugment_magnitude=9),
+                                     dict(mixup_alpha=0.2, cutmix_alpha=1.0, cutmix_prob=0.5)])
+def test_pixels_normalized_on_the_device_are_the_normalized_stream(monkeypatch, augment):
+    """train.py takes the pixels and normalizes them in its step; everything else takes the normalized stream."""
+    from data import Augment, preprocessing
+    n = 20
+    monkeypatch.setattr(pipeline, "load_split", lambda *args, **kwargs: _streamed_split(n))
+    info = DatasetInfo(name="fake", num_classes=n, image_size=8, small_images=False, num_train=n, num_eval=n,
+                       train_split="train", eval_split="test", class_names=tuple(map(str, range(n))),
+                       mean=(120.0, 110.0, 100.0), std=(60.0, 55.0, 50.0))
+    kwargs = dict(global_batch_size=4, seed=3, augment=Augment(**(augment or {})))
+    pixels = _take(make_train_dataset(info, pixels=True, **kwargs), 6)
+    normalized = _take(make_train_dataset(info, **kwargs), 6)
+    assert pixels[0][0].dtype == (np.uint8 if augment is None else np.float32)  # uint8 until an augmentation
+    for (p, labels), (x, same_labels) in zip(pixels, normalized):
+        np.testing.assert_array_equal(labels, same_labels)
+        np.testing.assert_array_equal(preprocessing.normalize(p, info.mean, info.std), x)
+    if augment and "cutout" in augment:  # the cutout square is the mean pixel: exactly 0 once normalized
+        assert all((x == 0).all(axis=-1).any() for x, _ in normalized)

@@ -33,16 +33,20 @@ def l2_term(model, weight_decay):
 
 
 def make_train_step(model, optimizer, *, global_batch_size, weight_decay, label_smoothing=0.0,
-                    skip_nonfinite=False, poison_step=None):
+                    skip_nonfinite=False, poison_step=None, normalization=None):
     """Returns step(images, labels, step) -> dict of sums, to be run once per replica.
 
     Calling the model in training mode also updates the batch-norm moving statistics (Keras assigns them inside
     the layer call), so every step that trains the weights also moves the statistics: TF1's UPDATE_OPS, built in.
     skip_nonfinite: a step whose loss or gradients are not finite on any replica changes nothing.
     poison_step: a test hook (--debug_nan_at_step) that makes that step's loss NaN, to rehearse --nan_policy.
+    normalization: (mean, std) per channel when the images arrive as pixels (make_train_dataset(pixels=True)):
+      they are normalized here, on the replica's device.
     """
     def train_step(images, labels, step):
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if normalization is not None:
+            images = preprocessing.normalize(images, *normalization)
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_example = cross_entropy(labels, logits, label_smoothing)

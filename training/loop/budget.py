@@ -12,7 +12,6 @@ import time
 
 import tensorflow as tf
 
-from training.compute import step as steps
 from training.errors import TrainingError
 from training.loop.blocks import Blocks, make_train_loop
 
@@ -45,14 +44,12 @@ def process_age():
         return 0.0
 
 
-def measure(config, info, strategy, build, evaluation_of, batches):
+def measure(config, info, strategy, build, evaluation_of, batches, step_of):
     """Speed of this run's setup, from a throwaway copy of it: its network, step, evaluation and a checkpoint.
-    build, evaluation_of and batches are training/loop/run.py's (the real run is built the same way)."""
+    build, evaluation_of, batches and step_of are training/loop/run.py's (the real run is built the same way)."""
     started = time.perf_counter()
     net, opt, ema = build(config, info, strategy)
-    train_step = steps.make_train_step(net, opt, global_batch_size=config.batch_size,
-                                       weight_decay=config.weight_decay, label_smoothing=config.label_smoothing,
-                                       skip_nonfinite=config.nan_policy == "skip_batch")
+    train_step = step_of(config, info, net, opt)
     blocks = Blocks(make_train_loop(strategy, train_step, config.xla, ema, None, opt))
     iterator, n = batches(config, info, strategy, 0), config.steps_per_loop
     blocks(iterator, 0, n)  # traces and compiles
@@ -207,7 +204,7 @@ class Clock:
 
 def resolve(config, info, strategy, saved, rule, parts, broadcast=None, out=print):
     """config with its plan: the recorded one of a resumed run (saved: its config.json config), else one made now
-    from a trial of this run (parts: run.py's build, evaluation_of and batches); prints it in one line."""
+    from a trial of this run (parts: run.py's build, evaluation_of, batches and step_of); prints it in one line."""
     resumed = recorded(config, saved)
     if resumed is not None:
         if broadcast:

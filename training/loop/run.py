@@ -59,8 +59,8 @@ def train(config, info, out=print, length_rule=None, finished=None):
     saved, from_chief = run_dir.read_config(config.model_dir) if chief else None, strategies.from_chief(strategy)
     config = precision.resolve_config(config, saved, from_chief, out)
     if config.time_budget:
-        config = budget.resolve(config, info, strategy, saved, length_rule, (build, Evaluation.of, train_batches),
-                                from_chief, out)
+        config = budget.resolve(config, info, strategy, saved, length_rule,
+                                (build, Evaluation.of, train_batches, make_train_step), from_chief, out)
     out(f"{strategies.describe(strategy)}; {config.train_steps} steps of {config.batch_size} images "
         f"({config.steps_per_epoch} steps per epoch)")
     out(config.describe_recipe())
@@ -75,10 +75,7 @@ def train(config, info, out=print, length_rule=None, finished=None):
     step = resume_or_warm_start(ckpts, net, config, out)
     writers = run_dir.start(config, info, strategy, chief, step)
     iterator = train_batches(config, info, strategy, step)
-    train_step = steps.make_train_step(
-        net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
-        label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
-        poison_step=config.debug_nan_at_step)
+    train_step = make_train_step(config, info, net, opt)
     evaluate = Evaluation.of(config, info, strategy, net, ema, out)
     progress = summaries.Progress(config.train_steps, config.batch_size, step, out)
     wall = wall_time.WallTime(config.model_dir, chief, step)
@@ -148,12 +145,21 @@ def stopped(step, ckpts, blocks, signals, votes):
 
 
 def train_batches(config, info, strategy, step):
-    """The distributed iterator of training batches from `step` on (the stream is a pure function of the seed)."""
+    """The distributed iterator of training batches from `step` on (the stream is a pure function of the seed).
+    They are pixels, which make_train_step's step normalizes on each replica's device."""
     augment = data.Augment(**config.augment())
     return iter(strategy.distribute_datasets_from_function(
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
                                             seed=config.seed, start_step=step, input_context=ctx,
-                                            deterministic=config.deterministic, augment=augment)))
+                                            deterministic=config.deterministic, augment=augment, pixels=True)))
+
+
+def make_train_step(config, info, net, opt):
+    """The per-replica train step of this run, for train_batches' pixels."""
+    return steps.make_train_step(
+        net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
+        label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
+        poison_step=config.debug_nan_at_step, normalization=(info.mean, info.std))
 
 
 def resume_or_warm_start(ckpts, net, config, out):
