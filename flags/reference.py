@@ -21,6 +21,7 @@ TOOLS = (
     ("-m model", "Prints a network's layers and parameter counts."),
     ("-m data.prepare", "Prepares a tfds dataset offline from its archives."),
     ("-m data.benchmark", "Times the input pipeline."),
+    ("-m data.benchmark.photos", "Writes the real-photograph folder data.benchmark measures large images on."),
 )
 HEADER = """# Flags reference
 

@@ -1,7 +1,7 @@
 """The pipelines `python -m data.benchmark` times on a large-image dataset's training files, side by side:
 
 - ours, whole (make_train_dataset), and cut after each of its stages (read; decode of the crop window; resize;
-  flip and normalization), so that the differences say where the time goes;
+  flip), so that the differences say where the time goes;
 - the reference: the tf.data ImageNet pipeline as the TF Model Garden writes it (official/vision/dataloaders/
   classification_input.py: decode_and_crop_jpeg of a sample_distorted_bounding_box window, flip, bilinear resize,
   mean/std normalization, map with AUTOTUNE, batch, prefetch);
@@ -41,15 +41,15 @@ def decode_crop(records, image_size, batch_size):
 
 
 def resize(records, image_size, batch_size):
-    return _mapped(records, lambda seed, encoded, label: tf.image.resize(
-        preprocessing.decode_random_crop(encoded, _crop_seed(seed)), [image_size, image_size]))
-
-
-def augment(records, image_size, batch_size):
     def transform(seed, encoded, label):
-        image = preprocessing.random_resized_crop_flip(encoded, seed, image_size)
-        return preprocessing.normalize(image, MEAN_RGB, STDDEV_RGB), label
+        crop = preprocessing.decode_random_crop(encoded, _crop_seed(seed))
+        return tf.cast(tf.image.resize(crop, [image_size, image_size]) + 0.5, tf.uint8)
     return _mapped(records, transform)
+
+
+def flip(records, image_size, batch_size):
+    return _mapped(records, lambda seed, encoded, label: (
+        preprocessing.random_resized_crop_flip(encoded, seed, image_size), label))
 
 
 def decode_only(records, image_size, batch_size):
@@ -77,8 +77,8 @@ def reference(records, image_size, batch_size):
 
 
 # Ours, cut after each stage, in order: the difference between consecutive rows is that stage's cost.
-OUR_STAGES = (("read", read_only), ("decode crop", decode_crop), ("resize", resize),
-              ("flip, normalize", augment))
+OUR_STAGES = (("read", read_only), ("decode crop window", decode_crop), ("resize, round to uint8", resize),
+              ("flip", flip))
 
 
 def _crop_seed(seed):
