@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import PIL.Image
@@ -13,8 +14,9 @@ import pytest
 import skimage.data
 import sklearn.datasets
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from data import DataError, describe_splits, folder, get_info, shrink
+from data import DataError, describe_splits, folder, get_info, prepare, shrink
 from support import ROOT, make_config
 from training.rundir import run_dir
 
@@ -182,3 +184,59 @@ def test_progress_lines_count_images_rate_and_eta():
     assert re.fullmatch(r"resized: 3/4 \(75%\) images, \d+ images/s, ETA \d+:\d\d:\d\d", lines[-1][0])
     assert progress.summary().startswith("resized: 2 images re-encoded, 1 already small and kept as they were; "
                                          "0.0 MB -> 0.0 MB in ")
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+
+
+def _ilsvrc_archives(directory):
+    """ILSVRC2012_img_train.tar (a tar of per-class tars) and ILSVRC2012_img_val.tar in the official layouts, with
+    a few photos each. tfds labels the val images in sorted name order from its validation_labels.txt."""
+    train = {}
+    for c, wnid in enumerate(("n01440764", "n01443537")):
+        images = {f"{wnid}_{i}.JPEG": _photo(c * 3 + i, size) for i, size in enumerate(TRAIN_SIZES[1:4])}
+        _tar(os.path.join(directory, f"{wnid}.tar"), images)
+        train.update(images)
+    _tar(os.path.join(directory, "ILSVRC2012_img_train.tar"),
+         {f"{w}.tar": open(os.path.join(directory, f"{w}.tar"), "rb").read() for w in ("n01440764", "n01443537")})
+    val = {f"ILSVRC2012_val_{i:08d}.JPEG": _photo(i + 5, (200, 150)) for i in (1, 2, 3)}
+    _tar(os.path.join(directory, "ILSVRC2012_img_val.tar"), val)
+    return train, val
+
+
+def test_imagenet2012_from_its_archives_with_max_side_resizes_train_only(tmp_path):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    train, val = _ilsvrc_archives(str(archives))
+    data_dir = str(tmp_path / "tfds")
+    prepare.prepare("imagenet2012", [str(archives)], data_dir, allow_unverified=True, max_side=N)
+    builder = tfds.builder("imagenet2012", data_dir=data_dir)
+    read = lambda split: {ex["file_name"].decode(): (ex["image"], ex["label"]) for ex in tfds.as_numpy(  # noqa: E731
+        builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}))}
+    stored, names = read("train"), builder.info.features["label"].names
+    assert sorted(stored) == sorted(train)
+    for name, (encoded, label) in stored.items():
+        assert names[label] == name.split("_")[0]
+        w, h = _size(train[name])
+        if max(w, h) <= N:
+            assert encoded == train[name], name
+        else:
+            assert _size(encoded) == (round(w * N / max(w, h)), round(h * N / max(w, h))), name
+    labels = ("n01751748", "n09193705", "n02105855")  # the first lines of tfds' validation_labels.txt
+    assert {k: (v[0], names[v[1]]) for k, v in read("validation").items()} == {
+        name: (val[name], labels[i]) for i, name in enumerate(sorted(val))}
+    info = get_info("imagenet2012", data_dir, validation_split=0)
+    assert (info.max_side, info.eval_max_side, info.resized_quality) == (N, None, 90)
+    assert info.resized_from == str(archives / "ILSVRC2012_img_train.tar")
+    assert json.load(open(os.path.join(builder.data_dir, "max_side.json")))["train"]["resized"] == 4
+    for max_side in (None, 128):
+        with pytest.raises(DataError, match=f"holds imagenet2012 prepared with --max_side={N} --quality=90; pass "
+                                            "another --data_dir"):
+            prepare.prepare("imagenet2012", [str(archives)], data_dir, allow_unverified=True, max_side=max_side)
+    with pytest.raises(DataError, match="leave --max_side out"):
+        prepare.prepare("cifar10", [str(archives)], data_dir, max_side=N)
