@@ -176,6 +176,9 @@ def shrink_folder(source: str, max_side: int, output: Optional[str] = None, *, q
     check(max_side, quality)
     source = os.path.abspath(os.path.expanduser(source))
     output = os.path.abspath(os.path.expanduser(output)) if output else default_output(source, max_side)
+    if os.path.commonpath([source, output]) == source:
+        raise DataError(f"--output={output} lies inside the dataset {source} (it would become part of it); pass "
+                        "--output=DIR outside it")
     _, layout, listing = folder._list_files(source)  # the same files, classes and layout checks as training
     settings = {"max_side": max_side, "eval_max_side": max_side if resize_eval else None, "quality": quality,
                 "source": source}

@@ -135,6 +135,7 @@ def test_rerun_keeps_it_and_bad_input_is_one_line_that_says_what_to_do(shrunk, t
         (dict(max_side=16), "at least 32"),
         (dict(max_side=N, quality=95), "other settings (quality=90)"),  # its own output, other settings
         (dict(max_side=N, output=str(tmp_path)), "is not a pre-resized dataset"),
+        (dict(max_side=N, output=os.path.join(source, "small")), "lies inside the dataset"),
     ]
     for kwargs, expected in cases:
         with pytest.raises(DataError) as e:
