@@ -195,19 +195,7 @@ def shrink_folder(source: str, max_side: int, output: Optional[str] = None, *, q
     try:
         out(f"{source} -> {output}: {len(todo):,} images to at most {max_side} px (JPEG quality {quality}), "
             f"{len(full_size):,} eval images at full size", flush=True)
-        progress = Progress("resized", len(todo), out)
-        items = ((rel, _read(os.path.join(source, rel))) for rel in todo)
-        for rel, encoded, resized in shrink_stream(items, max_side, quality):
-            target = os.path.join(staging, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if resized:
-                with open(target, "wb") as f:
-                    f.write(encoded)
-            else:
-                _link_or_copy(os.path.join(source, rel), target)
-            progress.update(os.path.getsize(os.path.join(source, rel)), len(encoded), resized)
-        for rel in sorted(full_size):
-            _link_or_copy(os.path.join(source, rel), os.path.join(staging, rel))
+        progress = _write_copy(source, staging, todo, full_size, max_side, quality, out)
         record = marker(max_side, quality, source, progress, settings["eval_max_side"],
                         full_size_images=len(full_size), layout=layout,
                         **({"full_size_fraction": splits.FLAT_TEST_FRACTION}
@@ -221,8 +209,26 @@ def shrink_folder(source: str, max_side: int, output: Optional[str] = None, *, q
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    out(progress.summary() + f"; {len(full_size):,} eval images linked at full size", flush=True)
+    out(progress.summary() + f"; {len(full_size):,} eval images linked (or copied) at full size", flush=True)
     return output
+
+
+def _write_copy(source, staging, todo, full_size, max_side, quality, out) -> Progress:
+    """Writes the images of `todo` into staging, re-encoded or linked, and links those of `full_size`."""
+    progress = Progress("resized", len(todo), out)
+    items = ((rel, _read(os.path.join(source, rel))) for rel in todo)
+    for rel, encoded, resized in shrink_stream(items, max_side, quality):
+        target = os.path.join(staging, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if resized:
+            with open(target, "wb") as f:
+                f.write(encoded)
+        else:
+            _link_or_copy(os.path.join(source, rel), target)
+        progress.update(os.path.getsize(os.path.join(source, rel)), len(encoded), resized)
+    for rel in sorted(full_size):
+        _link_or_copy(os.path.join(source, rel), os.path.join(staging, rel))
+    return progress
 
 
 def _full_size(layout: dict, listing: dict, resize_eval: bool) -> set:

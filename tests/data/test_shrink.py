@@ -149,6 +149,15 @@ def test_rerun_keeps_it_and_bad_input_is_one_line_that_says_what_to_do(shrunk, t
     assert sorted(os.listdir(tmp_path)) == ["broken"]  # neither an output nor a partial one
 
 
+def test_resize_eval_shrinks_the_eval_split_too_and_says_so(shrunk, tmp_path):
+    source, _, _ = shrunk
+    output = shrink.shrink_folder(source, N, str(tmp_path / "all"), resize_eval=True, out=lambda *a, **k: None)
+    assert all(max(_size(data)) == N for rel, data in _files(output).items() if rel.startswith("val"))
+    info = get_info(f"folder:{output}")
+    assert (info.max_side, info.eval_max_side) == (N, N)
+    assert any("accuracy is on resized images" in line for line in describe_splits(info))
+
+
 def test_flat_folder_keeps_its_test_carve_at_full_size(tmp_path):
     source = tmp_path / "flat"
     for c in ("a", "b"):
