@@ -164,7 +164,8 @@ def _resizing(builder_cls, max_side: int, quality: int, total: Optional[int], so
                 encoded = image if isinstance(image, bytes) else image.read()  # a tar member: read it now
                 yield (key, record, len(encoded)), encoded
 
-        for (key, record, before), encoded, resized in shrink.shrink_stream(items(), max_side, quality):
+        stream = shrink.shrink_stream(items(), max_side, quality, name=lambda k: f"{k[0]} of {source}")
+        for (key, record, before), encoded, resized in stream:
             progress.update(before, len(encoded), resized)
             yield key, {**record, "image": encoded}
         print(progress.summary(), flush=True)

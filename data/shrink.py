@@ -63,9 +63,9 @@ def shrink_fn(max_side: int, quality: int) -> Callable:
     return shrink
 
 
-def shrink_stream(items: Iterable, max_side: int, quality: int) -> Iterable:
+def shrink_stream(items: Iterable, max_side: int, quality: int, name: Callable = str) -> Iterable:
     """(key, encoded bytes) -> (key, bytes to store, re-encoded?) in the same order; parallel (tf.data map with
-    AUTOTUNE). An image TensorFlow can't read is a DataError naming its key."""
+    AUTOTUNE). An image TensorFlow can't read is a DataError naming it: name(key)."""
     pending, failed = collections.deque(), []
 
     def generate():
@@ -88,8 +88,8 @@ def shrink_stream(items: Iterable, max_side: int, quality: int) -> Iterable:
             if failed:
                 raise failed[0]
             first = (e.message.strip().splitlines() or [type(e).__name__])[0]
-            raise DataError(f"cannot decode image {pending[0] if pending else '?'} ({first}); remove or fix it, "
-                            "then run again") from None
+            what = name(pending[0]) if pending else "?"
+            raise DataError(f"cannot decode image {what} ({first}); remove or fix it, then run again") from None
         out = out.numpy()
         yield pending.popleft(), out or original.numpy(), bool(out)
     if failed:

@@ -204,12 +204,14 @@ def _tar(path, members):
             tar.addfile(member, io.BytesIO(data))
 
 
-def _ilsvrc_archives(directory):
+def _ilsvrc_archives(directory, broken=False):
     """ILSVRC2012_img_train.tar (a tar of per-class tars) and ILSVRC2012_img_val.tar in the official layouts, with
     a few photos each. tfds labels the val images in sorted name order from its validation_labels.txt."""
     train = {}
     for c, wnid in enumerate(("n01440764", "n01443537")):
         images = {f"{wnid}_{i}.JPEG": _photo(c * 3 + i, size) for i, size in enumerate(TRAIN_SIZES[1:4])}
+        if broken and c == 1:
+            images[f"{wnid}_9.JPEG"] = b"\xff\xd8\xff\xe0 not a jpeg"
         _tar(os.path.join(directory, f"{wnid}.tar"), images)
         train.update(images)
     _tar(os.path.join(directory, "ILSVRC2012_img_train.tar"),
@@ -250,3 +252,15 @@ def test_imagenet2012_from_its_archives_with_max_side_resizes_train_only(tmp_pat
             prepare.prepare("imagenet2012", [str(archives)], data_dir, allow_unverified=True, max_side=max_side)
     with pytest.raises(DataError, match="leave --max_side out"):
         prepare.prepare("cifar10", [str(archives)], data_dir, max_side=N)
+
+
+def test_imagenet2012_with_an_unreadable_train_image_is_one_line_and_leaves_no_dataset(tmp_path):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    _ilsvrc_archives(str(archives), broken=True)
+    data_dir = tmp_path / "tfds"
+    with pytest.raises(DataError) as e:
+        prepare.prepare("imagenet2012", [str(archives)], str(data_dir), allow_unverified=True, max_side=N)
+    assert str(e.value).startswith("cannot decode image n01443537_9.JPEG of ") and "\n" not in str(e.value)
+    assert not tfds.builder("imagenet2012", data_dir=str(data_dir)).is_prepared()
+    assert [f for _, _, files in os.walk(data_dir) for f in files if "tfrecord" in f or f.endswith(".json")] == []
