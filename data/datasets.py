@@ -13,9 +13,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow.python.util import deprecation
 
-from data import folder, integrity, preprocessing, splits
+from data import folder, integrity, preprocessing, shrink, splits
 from data.info import (DEFAULT_LARGE_IMAGE_SIZE, DEFAULT_NORMALIZATION, NORMALIZATION, SMALL_IMAGE_MAX_SIDE,
-                       DataError, DatasetInfo)
+                       DataError, DatasetInfo, resized_fields)
 
 FOLDER_PREFIX = "folder:"
 KNOWN_DATASETS = ("cifar10", "cifar100", "imagenet2012", "folder:/path",
@@ -264,7 +264,8 @@ def _tfds_info(name: str, builder, image_size: Optional[int], validation_split: 
         image_size=max(height, width) if small else image_size or DEFAULT_LARGE_IMAGE_SIZE,
         small_images=small, num_train=num_train - (holdout["num_validation"] if holdout.get("validation_fraction") else 0),
         num_eval=available[eval_split].num_examples, train_split="train", eval_split=eval_split,
-        class_names=tuple(label.names), mean=mean, std=std, **holdout)
+        class_names=tuple(label.names), mean=mean, std=std, **holdout,
+        **resized_fields(shrink.read_marker(builder.data_dir)))
 
 
 def _validation(name, own, requested, builder, num_train):

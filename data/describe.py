@@ -19,6 +19,11 @@ def describe_splits(info: DatasetInfo, data_dir: Optional[str] = None) -> list:
     roles = ("train", "validation", "test") if info.has_validation else ("train", "test")
     sizes = {"train": info.num_train, "validation": info.num_validation, "test": info.num_eval}
     lines = [f"{info.name}: " + ", ".join(f"{role} {sizes[role]:,} ({origin(role)})" for role in roles)]
+    if info.max_side:
+        lines.append(f"pre-resized: training images at most {info.max_side} px (JPEG quality {info.resized_quality}, "
+                     f"made from {info.resized_from}); " +
+                     (f"the eval splits resized too, to at most {info.eval_max_side} px: accuracy is on resized images"
+                      if info.eval_max_side else "the eval splits at full size"))
     if info.has_validation:
         lines.append("the evaluations during training, best/ and the choice of raw or EMA weights read the "
                      "validation split; the test split is evaluated once, at the end")

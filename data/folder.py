@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from data import splits
-from data.info import DEFAULT_LARGE_IMAGE_SIZE, SMALL_IMAGE_MAX_SIDE, DataError, DatasetInfo
+from data.info import (DEFAULT_LARGE_IMAGE_SIZE, RESIZED_FORMAT, RESIZED_MARKER, SMALL_IMAGE_MAX_SIDE, DataError,
+                       DatasetInfo, resized_fields)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 CACHE_NAME = "dataset_cache.json"
@@ -53,13 +54,16 @@ def get_info(root: str, data_dir: Optional[str], image_size: Optional[int], *, s
         raise DataError(f"folder dataset {root} has {len(class_names)} class folder(s) "
                         f"({', '.join(class_names) or 'none'}); a classifier needs at least 2")
     fields = _carve(root, layout, len(index["files"][layout["train"]]), validation_split, test_split)
+    resized = _read_json(os.path.join(root, RESIZED_MARKER))
+    resized = resized if isinstance(resized, dict) and resized.get("format") == RESIZED_FORMAT else None
+    _check_full_size(root, resized, fields.get("test_fraction", 0.0))
     mean, std = _train_statistics(index["buckets"], splits.Carve(fields.get("validation_fraction", 0.0),
                                                                    fields.get("test_fraction", 0.0)))
     info = DatasetInfo(
         name=f"folder:{root}", num_classes=len(class_names),
         image_size=index["max_side"] if small else image_size or DEFAULT_LARGE_IMAGE_SIZE,
         small_images=small, num_train=0, num_eval=0, train_split=layout["train"], eval_split=layout["test"],
-        class_names=tuple(class_names), mean=mean, std=std, **fields)
+        class_names=tuple(class_names), mean=mean, std=std, **fields, **resized_fields(resized))
     counts = split_counts(index, info)
     _check_counts(root, class_names, counts, fields)
     return dataclasses.replace(info, num_train=sum(counts["train"]), num_eval=sum(counts["test"]),
@@ -118,6 +122,16 @@ def _carve(root, layout, pool, validation_split, test_split) -> dict:
                         f"{fraction + test:.0%} of {root}; together they must stay below "
                         f"{splits.MAX_HELD_OUT:.0%}")
     return {**fields, "validation_split": layout["train"], "validation_fraction": fraction}
+
+
+def _check_full_size(root, resized, test_fraction) -> None:
+    """A pre-resized flat folder kept the images of its default test carve at full size (data/shrink.py): a larger
+    --test_split would test on resized images too."""
+    kept = (resized or {}).get("full_size_fraction")
+    if kept is not None and test_fraction > kept + 1e-12:
+        raise DataError(f"{root} is pre-resized with the first {kept:g} of its images (by hash) kept at full size "
+                        f"for testing; --test_split={test_fraction:g} would test on resized ones: pass "
+                        f"--test_split={kept:g} or less, or test on the original folder")
 
 
 def _check_counts(root, class_names, counts, fields) -> None:

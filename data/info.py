@@ -1,5 +1,6 @@
 """What the rest of the trainer knows about a dataset: DatasetInfo, DataError and the normalization constants."""
 import dataclasses
+from typing import Optional
 
 # Per-channel (R, G, B) mean and std in [0, 255] pixel units, over every pixel of the training split.
 # CIFAR values are the usual ones (mean 0.4914/0.4822/0.4465, std 0.2470/0.2435/0.2616 times 255 for
@@ -40,7 +41,28 @@ class DatasetInfo:
     num_validation: int = 0
     validation_fraction: float = 0.0  # of train_split, when carved
     test_fraction: float = 0.0        # of train_split, when the test split is carved too (flat folders)
+    # Pre-resized data (python -m data.prepare ... --max_side=N, data/shrink.py): the longest side in pixels its
+    # training images were re-encoded to, the same for its eval splits (None: at full size, the default), their JPEG
+    # quality and the dataset they were made from. None / "" for data as published.
+    max_side: Optional[int] = None
+    eval_max_side: Optional[int] = None
+    resized_quality: Optional[int] = None
+    resized_from: str = ""
 
     @property
     def has_validation(self):
         return bool(self.validation_split)
+
+
+# The marker a pre-resized dataset carries (a folder's root, a tfds dataset's version directory): JSON written by
+# data/shrink.py, whose fields are what DatasetInfo records of it.
+RESIZED_MARKER = "max_side.json"
+RESIZED_FORMAT = "resnet_v2 pre-resized dataset"
+
+
+def resized_fields(marker: Optional[dict]) -> dict:
+    """The DatasetInfo fields of a pre-resized dataset's marker (None: data as published)."""
+    if not marker:
+        return {}
+    return {"max_side": marker["max_side"], "eval_max_side": marker.get("eval_max_side"),
+            "resized_quality": marker["quality"], "resized_from": marker["source"]}

@@ -2,10 +2,13 @@
 
     python -m data.prepare cifar10 --archive=/path/to/cifar-10-binary.tar.gz --data_dir=DIR
     python -m data.prepare imagenet2012 --archive=/path/to/dir_with_both_ILSVRC2012_tars --data_dir=DIR
+    python -m data.prepare imagenet2012 --archive=... --data_dir=DIR --max_side=320  # train images pre-resized
+    python -m data.prepare folder:/path/to/images --max_side=320 [--output=DIR]     # data/shrink.py
 
 Archives are checked against tfds's registered size and sha256; --allow_unverified accepts an archive in the
 same format whose checksum differs (a subset, a cleaned copy), with a warning. The result is an ordinary tfds
-dataset: tfds.load(name, data_dir=DIR) reads it.
+dataset: tfds.load(name, data_dir=DIR) reads it. With --max_side, its train split is re-encoded as it is written
+(data/shrink.py) and the validation split kept as published; a marker file records it.
 """
 import os
 import sys
@@ -18,6 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums
 
+from data import imagenet, shrink
 from data.info import DataError
 from console import cuda_noise, logs
 
@@ -27,6 +31,7 @@ ARCHIVES = {
     "cifar100": ("cifar-100-binary.tar.gz",),
     "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
 }
+RESIZABLE = {"imagenet2012": imagenet.NUM_TRAIN}  # the tfds datasets --max_side applies to: their train size
 
 
 def how_to_prepare(name: str, data_dir: Optional[str]) -> str:
@@ -38,21 +43,30 @@ def how_to_prepare(name: str, data_dir: Optional[str]) -> str:
 
 
 def prepare(name: str, archives: Sequence[str], data_dir: Optional[str] = None, *,
-            allow_unverified: bool = False) -> str:
-    """Builds tfds dataset `name` in data_dir from archive files (or directories holding them).
+            allow_unverified: bool = False, max_side: Optional[int] = None,
+            quality: int = shrink.DEFAULT_QUALITY) -> str:
+    """Builds tfds dataset `name` in data_dir from archive files (or directories holding them); with max_side, its
+    train images re-encoded with their longest side at most max_side px, at JPEG `quality`.
 
     Returns:
       The directory of the prepared dataset.
 
     Raises:
       DataError: unknown name, missing archive, an archive that is not the official one (unless
-        allow_unverified), or an archive tfds cannot read.
+        allow_unverified), or an archive tfds cannot read; max_side for a dataset it does not apply to, or a
+        data_dir that holds the dataset prepared otherwise.
     """
     if name not in ARCHIVES:
         raise DataError(f"cannot prepare '{name}' offline; known: {', '.join(ARCHIVES)}")
+    if max_side is not None:
+        shrink.check(max_side, quality)
+        if name not in RESIZABLE:
+            raise DataError(f"--max_side pre-resizes {', '.join(RESIZABLE)} and folder:/path datasets; {name}'s "
+                            "images are small already: leave --max_side out")
     builder_cls = tfds.builder_cls(name)
     builder = builder_cls(data_dir=data_dir)
     if builder.is_prepared():
+        _check_prepared(builder, name, max_side, quality)
         logging.info("%s is already prepared in %s (delete that directory to rebuild it)", name, builder.data_dir)
         return builder.data_dir
     paths = _match_archives(name, archives)
@@ -61,7 +75,21 @@ def prepare(name: str, archives: Sequence[str], data_dir: Optional[str] = None, 
                   if (info := _verify(path, official[f][1], allow_unverified)) is not None}
     if unverified:
         builder_cls = _accepting(builder_cls, unverified)
+    if max_side is not None:
+        # Whose size is known: the official archive's. A subset's progress shows no ETA.
+        builder_cls = _resizing(builder_cls, max_side, quality, None if unverified else RESIZABLE[name],
+                                source=paths[ARCHIVES[name][0]])
     return _build(builder_cls, name, data_dir, paths)
+
+
+def _check_prepared(builder, name: str, max_side: Optional[int], quality: int) -> None:
+    """Refuses a data_dir whose dataset was prepared with other --max_side settings than asked."""
+    found = shrink.read_marker(builder.data_dir)
+    theirs = (found["max_side"], found["quality"]) if found else (None, None)
+    if theirs != ((max_side, quality) if max_side is not None else (None, None)):
+        held = f"with --max_side={theirs[0]} --quality={theirs[1]}" if found else "at full size"
+        raise DataError(f"{builder.data_dir} holds {name} prepared {held}; pass another --data_dir for this one "
+                        "(a data_dir holds one version of a dataset)")
 
 
 def _match_archives(name: str, archives: Sequence[str]) -> dict:
@@ -119,6 +147,39 @@ def _accepting(builder_cls, url_infos: dict):
     return type(builder_cls.__name__, (builder_cls,), attributes, skip_registration=True)
 
 
+def _resizing(builder_cls, max_side: int, quality: int, total: Optional[int], source: str):
+    """The same builder, but its train examples' images re-encoded (data/shrink.py) as they are generated, and a
+    marker written into the dataset before tfds renames it into place. The validation and test splits are
+    generated as published."""
+    def _generate_examples(self, archive, validation_labels=None, labels_exist=True):
+        examples = builder_cls._generate_examples(self, archive, validation_labels, labels_exist)
+        if validation_labels or not labels_exist:
+            yield from examples
+            return
+        progress = self._resized = shrink.Progress("resized train", total)
+
+        def items():
+            for key, record in examples:
+                image = record["image"]
+                encoded = image if isinstance(image, bytes) else image.read()  # a tar member: read it now
+                yield (key, record, len(encoded)), encoded
+
+        stream = shrink.shrink_stream(items(), max_side, quality, name=lambda k: f"{k[0]} of {source}")
+        for (key, record, before), encoded, resized in stream:
+            progress.update(before, len(encoded), resized)
+            yield key, {**record, "image": encoded}
+        print(progress.summary(), flush=True)
+
+    def _download_and_prepare(self, dl_manager, download_config):
+        builder_cls._download_and_prepare(self, dl_manager, download_config)
+        progress = getattr(self, "_resized", None) or shrink.Progress("resized train", total)
+        shrink.write_marker(self.data_dir, shrink.marker(max_side, quality, source, progress))
+
+    attributes = {"name": builder_cls.name, "__module__": builder_cls.__module__,
+                  "_generate_examples": _generate_examples, "_download_and_prepare": _download_and_prepare}
+    return type(builder_cls.__name__, (builder_cls,), attributes, skip_registration=True)
+
+
 def _build(builder_cls, name: str, data_dir: Optional[str], paths: dict) -> str:
     # tfds takes manually downloaded files from manual_dir under their official names; symlinks avoid copying
     # archives (ImageNet: 144 GB), and the temporary download dir takes CIFAR's extracted files (~180 MB).
@@ -145,13 +206,32 @@ def main(argv):
         tfds.disable_progress_bar()
     if len(argv) != 2:
         raise app.UsageError("usage: python -m data.prepare NAME --archive=PATH [--archive=PATH] [--data_dir=DIR]"
-                             f" [--allow_unverified]; NAME is one of {', '.join(ARCHIVES)}")
+                             f" [--allow_unverified] [--max_side=N]; NAME is one of {', '.join(ARCHIVES)}; or "
+                             "python -m data.prepare folder:/path --max_side=N [--output=DIR]")
+    f = flags.FLAGS
     try:
-        path = prepare(argv[1], flags.FLAGS.archive, flags.FLAGS.data_dir,
-                       allow_unverified=flags.FLAGS.allow_unverified)
+        if argv[1].startswith("folder:"):
+            path = _prepare_folder(argv[1][len("folder:"):], f)
+            print(f"prepared {path}: train on it with --dataset=folder:{path}", flush=True)
+            return
+        for name, given in (("output", f.output), ("resize_eval", f.resize_eval)):
+            if given:
+                raise DataError(f"--{name} is for folder:/path datasets; a tfds dataset is written into --data_dir "
+                                "and keeps its validation split at full size")
+        path = prepare(argv[1], f.archive, f.data_dir, allow_unverified=f.allow_unverified, max_side=f.max_side,
+                       quality=f.quality)
     except DataError as e:
         sys.exit(f"error: {e}")
     print(f"prepared {argv[1]} in {path}")
+
+
+def _prepare_folder(root: str, f) -> str:
+    if f.max_side is None:
+        raise DataError(f"a folder dataset needs no preparation (train on it with --dataset=folder:{root}); "
+                        "--max_side=N writes a copy whose training images are at most N px")
+    if f.archive or f.allow_unverified:
+        raise DataError("--archive and --allow_unverified are for tfds datasets; a folder is read where it is")
+    return shrink.shrink_folder(root, f.max_side, f.output, quality=f.quality, resize_eval=f.resize_eval)
 
 
 if __name__ == "__main__":
@@ -159,4 +239,11 @@ if __name__ == "__main__":
     flags.DEFINE_string("data_dir", None, "tfds data dir to build into (default: TFDS_DATA_DIR or "
                                           "~/tensorflow_datasets)")
     flags.DEFINE_bool("allow_unverified", False, "accept archives whose checksum is not the official one")
+    flags.DEFINE_integer("max_side", None, "re-encode the train split's images with their longest side at most this "
+                                           "many pixels (imagenet2012, folder:/path); the eval splits stay full size")
+    flags.DEFINE_integer("quality", shrink.DEFAULT_QUALITY, "JPEG quality of the images --max_side re-encodes")
+    flags.DEFINE_string("output", None, "folder:/path with --max_side: where to write the copy (default: "
+                                        "<path>_max<N> beside it)")
+    flags.DEFINE_bool("resize_eval", False, "folder:/path with --max_side: shrink the eval splits too (accuracy on "
+                                            "them is then accuracy on resized images)")
     logs.run(main)

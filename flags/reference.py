@@ -19,7 +19,7 @@ TOOLS = (
     ("pretrained.py", "Imports published ImageNet weights as a run."),
     ("benchmark.py", "Times a network as the book chapter did."),
     ("-m model", "Prints a network's layers and parameter counts."),
-    ("-m data.prepare", "Prepares a tfds dataset offline from its archives."),
+    ("-m data.prepare", "Prepares a tfds dataset offline from its archives; with --max_side, pre-resized."),
     ("-m data.benchmark", "Times the input pipeline."),
     ("-m data.benchmark.photos", "Writes the real-photograph folder data.benchmark measures large images on."),
 )
