@@ -13,7 +13,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow.python.util import deprecation
 
-from data import folder, integrity, preprocessing, shrink, splits
+from data import folder, integrity, preprocessing, splits
+from data.prepare import shrink
 from data.info import (DEFAULT_LARGE_IMAGE_SIZE, DEFAULT_NORMALIZATION, NORMALIZATION, SMALL_IMAGE_MAX_SIDE,
                        DataError, DatasetInfo, resized_fields)
 

@@ -125,7 +125,7 @@ def _carve(root, layout, pool, validation_split, test_split) -> dict:
 
 
 def _check_full_size(root, resized, test_fraction) -> None:
-    """A pre-resized flat folder kept the images of its default test carve at full size (data/shrink.py): a larger
+    """A pre-resized flat folder kept the images of its default test carve at full size (data/prepare/shrink.py): a larger
     --test_split would test on resized images too."""
     kept = (resized or {}).get("full_size_fraction")
     if kept is not None and test_fraction > kept + 1e-12:

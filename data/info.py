@@ -41,7 +41,7 @@ class DatasetInfo:
     num_validation: int = 0
     validation_fraction: float = 0.0  # of train_split, when carved
     test_fraction: float = 0.0        # of train_split, when the test split is carved too (flat folders)
-    # Pre-resized data (python -m data.prepare ... --max_side=N, data/shrink.py): the longest side in pixels its
+    # Pre-resized data (python -m data.prepare ... --max_side=N, data/prepare/shrink.py): the longest side in pixels its
     # training images were re-encoded to, the same for its eval splits (None: at full size, the default), their JPEG
     # quality and the dataset they were made from. None / "" for data as published.
     max_side: Optional[int] = None
@@ -55,7 +55,7 @@ class DatasetInfo:
 
 
 # The marker a pre-resized dataset carries (a folder's root, a tfds dataset's version directory): JSON written by
-# data/shrink.py, whose fields are what DatasetInfo records of it.
+# data/prepare/shrink.py, whose fields are what DatasetInfo records of it.
 RESIZED_MARKER = "max_side.json"
 RESIZED_FORMAT = "resnet_v2 pre-resized dataset"
 

@@ -13,6 +13,7 @@ from tensorflow_datasets.core.download import checksums
 
 from data import DataError, get_info, make_eval_dataset, make_train_dataset
 from data import prepare
+from data.prepare import archives
 from support import ROOT as REPO
 
 SUBSET = "/work/shared/data/cifar-10-subset-binary.tar.gz"
@@ -98,11 +99,11 @@ def test_checksum_check_accepts_only_the_registered_checksum(tmp_path):
     archive = _cifar10_archive(tmp_path / "a.tar.gz")
     own = checksums.compute_url_info(archive)
     registered = checksums.UrlInfo(size=own.size, checksum=own.checksum, filename="cifar-10-binary.tar.gz")
-    assert prepare._verify(archive, registered, allow_unverified=False) is None
+    assert archives._verify(archive, registered, allow_unverified=False) is None
     other = checksums.UrlInfo(size=own.size, checksum="0" * 64, filename="cifar-10-binary.tar.gz")
     with pytest.raises(DataError, match="not the official cifar-10-binary.tar.gz"):
-        prepare._verify(archive, other, allow_unverified=False)
-    accepted = prepare._verify(archive, other, allow_unverified=True)
+        archives._verify(archive, other, allow_unverified=False)
+    accepted = archives._verify(archive, other, allow_unverified=True)
     assert (accepted.checksum, accepted.filename) == (own.checksum, "cifar-10-binary.tar.gz")
 
 

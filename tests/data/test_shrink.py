@@ -1,4 +1,4 @@
-"""Pre-resized data (data/shrink.py, python -m data.prepare ... --max_side=N) on real photographs: scikit-image's
+"""Pre-resized data (data/prepare/shrink.py, python -m data.prepare ... --max_side=N) on real photographs: scikit-image's
 and scikit-learn's sample images, re-encoded as JPEG quality 90 at a few sizes around N."""
 import io
 import json
@@ -16,7 +16,8 @@ import sklearn.datasets
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data import DataError, describe_splits, folder, get_info, prepare, shrink
+from data import DataError, describe_splits, folder, get_info, prepare
+from data.prepare import shrink
 from support import ROOT, make_config
 from training.rundir import run_dir
 

@@ -3,7 +3,7 @@ touches fewer pixels (FFCV stores ImageNet this way). Eval splits stay at full s
 numbers keep meaning the same.
 
     python -m data.prepare folder:/data/imagenet --max_side=320              # writes /data/imagenet_max320
-    python -m data.prepare imagenet2012 --archive=DIR --data_dir=D --max_side=320   # data/prepare.py
+    python -m data.prepare imagenet2012 --archive=DIR --data_dir=D --max_side=320   # data/prepare/archives.py
 
 An image is decoded with the trainer's own decoder (tf.io.decode_image: same pixels, EXIF orientation ignored as
 the trainer ignores it), resized with an antialiased Lanczos-3 filter (tf.image.resize, aspect ratio kept, sides
