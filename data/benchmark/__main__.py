@@ -21,10 +21,11 @@ from data import DataError, get_info, make_train_dataset
 def measure(dataset: str, data_dir, batch_size: int, steps: int, warmup_steps: int, image_size, deterministic: bool,
             log_every: int = 50) -> float:
     """Returns training-pipeline images/s over `steps` batches, after `warmup_steps` batches that fill buffers
-    and let AUTOTUNE settle (and after the in-memory load, which building the dataset does)."""
+    and let AUTOTUNE settle (and after the in-memory load, which building the dataset does). The batches are
+    pixels, as train.py takes them (its step normalizes them on the device)."""
     info = get_info(dataset, data_dir, image_size)
     iterator = iter(make_train_dataset(info, data_dir=data_dir, global_batch_size=batch_size,
-                                       deterministic=deterministic))
+                                       deterministic=deterministic, pixels=True))
     for _ in range(warmup_steps):
         next(iterator)
     start = time.perf_counter()
