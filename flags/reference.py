@@ -21,6 +21,7 @@ TOOLS = (
     ("-m model", "Prints a network's layers and parameter counts."),
     ("-m data.prepare", "Prepares a tfds dataset offline from its archives."),
     ("-m data.benchmark", "Times the input pipeline."),
+    ("-m data.service", "Runs a tf.data service dispatcher or worker for train.py --data_service."),
 )
 HEADER = """# Flags reference
 

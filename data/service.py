@@ -1,0 +1,136 @@
+"""tf.data service: training batches read through a dispatcher, and the servers themselves, one command each.
+
+    python -m data.service dispatcher --port=5050
+    python -m data.service worker --dispatcher=HOST:5050 --port=5051 --worker_address=THIS_HOST:5051
+
+Each server prints one line when it is up and runs until SIGTERM or SIGINT (also as a container's PID 1). The
+workers run the training pipeline itself, so they read the dataset's files at the paths the trainer names.
+"""
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from typing import Optional
+
+import tensorflow as tf
+
+from console import cuda_noise
+from data.info import DataError
+
+SCHEME = "grpc"
+# How long a trainer tries to reach the dispatcher before it gives up: a dispatcher started in the same minute
+# (a job's pods, a shell loop) is found; a wrong address is an error within this, not tf.data's hour of retries.
+CONNECT_TIMEOUT_S = 60.0
+_ADDRESS = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(?P<port>\d{1,5})$")
+
+
+def parse_address(address: str) -> tuple:
+    """(host, port) of a dispatcher address grpc://HOST:PORT; raises ValueError with what is wrong."""
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme != SCHEME:
+        raise ValueError(f"'{address}' is not a tf.data service address: it must start with {SCHEME}://")
+    match = _ADDRESS.match(rest)
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"'{address}' is not a tf.data service address: it must be {SCHEME}://HOST:PORT, "
+                         "e.g. grpc://dispatcher:5050")
+    return match["host"].strip("[]"), int(match["port"])
+
+
+def distribute(dataset: tf.data.Dataset, address: str, timeout: float = CONNECT_TIMEOUT_S) -> tf.data.Dataset:
+    """`dataset` produced by the workers of the dispatcher at `address`, sharded dynamically: the dispatcher hands
+    each split of the dataset's source (a Dataset.range) to one worker, so each is produced at most once (a
+    worker that dies loses the splits it held). An anonymous job: a restarted trainer never joins an old one."""
+    host, port = parse_address(address)
+    _wait_for(host, port, timeout, address)
+    return dataset.apply(tf.data.experimental.service.distribute(
+        processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address))
+
+
+def _wait_for(host, port, timeout, address):
+    """Returns once a TCP connection to the dispatcher opens; raises DataError after `timeout` seconds. tf.data
+    itself retries an unreachable dispatcher for an hour (its client timeout), without a word."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=min(5.0, timeout)).close()
+            return
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            if time.monotonic() >= deadline:
+                raise DataError(f"no tf.data service dispatcher answers at {address} ({reason}, for "
+                                f"{timeout:.0f} s); start one there (python -m data.service dispatcher "
+                                f"--port={port}) or fix the address") from None
+            time.sleep(1.0)
+
+
+def serve(role: str, port: int, dispatcher: Optional[str] = None, worker_address: Optional[str] = None,
+          out=print) -> str:
+    """Runs a dispatcher or a worker on `port` until SIGTERM or SIGINT; returns the signal's name."""
+    # Blocked before the server's threads exist, so they inherit the mask and the signal reaches sigwait below.
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    service = tf.data.experimental.service
+    if role == "dispatcher":
+        server = service.DispatchServer(service.DispatcherConfig(port=port))
+        out(f"tf.data service dispatcher up on port {port}: train with --data_service={SCHEME}://"
+            f"{socket.gethostname()}:{port} (or the address its workers and trainer reach it at)")
+    else:
+        reach = worker_address or f"{socket.gethostname()}:{port}"
+        server = service.WorkerServer(service.WorkerConfig(dispatcher_address=dispatcher, port=port,
+                                                           worker_address=reach))
+        out(f"tf.data service worker up on port {port}, reached at {reach}, serving the dispatcher at "
+            f"{dispatcher}")
+    received = signal.sigwait(signals)
+    name = signal.Signals(received).name
+    del server
+    return name
+
+
+def _check_port(value, name):
+    if not 0 < value < 65536:
+        raise ValueError(f"--{name}={value} is not a port; use 1-65535")
+
+
+def main(argv):
+    from absl import flags
+    cuda_noise.import_tensorflow()  # the devices are probed: the CUDA-line filter ends
+    f = flags.FLAGS
+    if len(argv) != 2 or argv[1] not in ("dispatcher", "worker"):
+        sys.exit("error: usage: python -m data.service dispatcher --port=5050, or python -m data.service worker "
+                 "--dispatcher=HOST:5050 --port=5051 [--worker_address=THIS_HOST:5051]")
+    role = argv[1]
+    try:
+        _check_port(f.port, "port")
+        if role == "worker":
+            if not f.dispatcher:
+                raise ValueError("a worker needs --dispatcher=HOST:PORT, the dispatcher's address")
+            parse_address(f"{SCHEME}://{f.dispatcher.removeprefix(SCHEME + '://')}")
+        if f.worker_address and not _ADDRESS.match(f.worker_address):
+            raise ValueError(f"--worker_address={f.worker_address} must be HOST:PORT, the address the dispatcher "
+                             "and the trainer reach this worker at")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    dispatcher = f.dispatcher.removeprefix(SCHEME + "://") if f.dispatcher else None
+    try:
+        name = serve(role, f.port, dispatcher, f.worker_address)
+    except (tf.errors.OpError, RuntimeError) as e:  # a port in use, above all
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        sys.exit(f"error: the tf.data service {role} could not start on port {f.port}: {first}; free the port or "
+                 "choose another --port")
+    try:
+        print(f"tf.data service {role} stopped by {name}", flush=True)
+    finally:  # even with stdout gone; no teardown: a worker's unfinished splits are lost either way
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    from absl import flags as absl_flags
+    from console import logs
+    absl_flags.DEFINE_integer("port", 5050, "Port to serve on (a worker's usually another, e.g. 5051).")
+    absl_flags.DEFINE_string("dispatcher", None, "Worker: the dispatcher's HOST:PORT.")
+    absl_flags.DEFINE_string("worker_address", None, "Worker: the HOST:PORT the dispatcher and the trainer reach "
+                             "this worker at (default: this machine's host name and --port; in a container, the "
+                             "host's name and the published port).")
+    logs.run(main)

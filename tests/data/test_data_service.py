@@ -1,0 +1,149 @@
+"""--data_service on a real tf.data service: a dispatcher and two workers started as `python -m data.service`
+subprocesses on 127.0.0.1. The batches it serves are the local stream's, each once; a training run reads them,
+survives one worker killed with SIGKILL mid-run, and evaluates; the servers exit 0 on SIGTERM; bad addresses and
+--deterministic are one-line errors, and a dispatcher that isn't there is an error within the bound."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags as absl_flags
+
+import data
+import flags
+from data import service
+from support import ENV, ROOT, free_port, train_args
+
+FLAGS = absl_flags.FLAGS
+
+
+class Servers:
+    """The dispatcher and its workers, each a subprocess whose output goes to a file."""
+
+    def __init__(self, directory, workers=2):
+        self.directory, self.processes, self.logs = directory, [], []
+        port = free_port()
+        self.address = f"grpc://127.0.0.1:{port}"
+        self._start("dispatcher", f"--port={port}")
+        for _ in range(workers):
+            own = free_port()
+            self._start("worker", f"--dispatcher=127.0.0.1:{port}", f"--port={own}",
+                        f"--worker_address=127.0.0.1:{own}")
+        for log in self.logs:
+            self._wait_for(log, " up on port ")
+
+    def _start(self, role, *args):
+        log = os.path.join(self.directory, f"{role}-{len(self.processes)}.log")
+        with open(log, "w") as out:
+            self.processes.append(subprocess.Popen([sys.executable, "-m", "data.service", role, *args], cwd=ROOT,
+                                                   env=ENV, stdout=out, stderr=subprocess.STDOUT))
+        self.logs.append(log)
+
+    @staticmethod
+    def _wait_for(log, text, timeout=90):
+        deadline = time.monotonic() + timeout
+        while text not in open(log).read():
+            assert time.monotonic() < deadline, f"{log}: no '{text}' within {timeout} s:\n{open(log).read()}"
+            time.sleep(0.2)
+
+    def output(self, index):
+        return open(self.logs[index]).read()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    servers = Servers(str(tmp_path_factory.mktemp("service")))
+    yield servers
+    for process in servers.processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in servers.processes:
+        process.wait(timeout=30)
+
+
+def batch_key(batch):
+    images, labels = batch
+    return hashlib.sha1(images.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
+
+
+def test_the_service_serves_the_local_stream_each_batch_once(servers, cifar_subset_dir):
+    info = data.get_info("cifar10", cifar_subset_dir)
+    local = data.make_train_dataset(info, data_dir=cifar_subset_dir, global_batch_size=32, seed=3, start_step=120)
+    # 127 steps per epoch: the range crosses into epoch 1, whose order is another permutation.
+    step_of = {batch_key(b): 120 + i for i, b in enumerate(local.take(60))}
+    served = iter(data.make_train_dataset(info, data_dir=cifar_subset_dir, global_batch_size=32, seed=3,
+                                          start_step=120, service=servers.address))
+    steps = [step_of.get(batch_key(next(served))) for _ in range(40)]
+    # Every batch is bit-identical to one of the local stream's, none twice, and the first 40 steps are all there
+    # (a batch arrives at most a few places early or late, as the two workers finish them).
+    assert None not in steps and len(set(steps)) == 40
+    assert max(steps) < 120 + 40 + 8 and len(set(range(120, 120 + 30)) - set(steps)) == 0, steps
+
+
+def test_training_through_the_service_survives_a_killed_worker_and_evaluates(servers, cifar_subset_dir, tmp_path):
+    run = subprocess.Popen([sys.executable, "train.py", *train_args(cifar_subset_dir, str(tmp_path / "run"),
+                            "--train_steps=100", "--log_every_steps=10", "--steps_per_loop=5",
+                            "--precise_bn_examples=256", f"--data_service={servers.address}")],
+                           cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    for line in run.stdout:
+        lines.append(line)
+        if line.startswith("step 20"):
+            # Worker 1, with 80 steps to go: more than the batches the client and the survivor hold ahead, so the
+            # survivor serves on after the kill.
+            servers.processes[1].send_signal(signal.SIGKILL)
+            break
+    out, err = run.communicate(timeout=300)
+    out = "".join(lines) + out
+    assert run.returncode == 0, out + err[-3000:]
+    assert servers.processes[1].wait(timeout=10) == -signal.SIGKILL
+    assert "training batches from the tf.data service at " + servers.address in out
+    final = [line for line in out.splitlines() if line.startswith("final: step 100")]
+    assert final and "test top-1" in final[0], out
+    # The other worker served on, and stops cleanly on SIGTERM.
+    servers.processes[2].send_signal(signal.SIGTERM)
+    assert servers.processes[2].wait(timeout=30) == 0
+    assert "tf.data service worker stopped by SIGTERM" in servers.output(2)
+
+
+@pytest.fixture(scope="module")
+def parse(cifar_subset_dir):
+    try:
+        flags.define_data_flags()
+        flags.define_model_flags()
+        flags.define_training_flags()
+    except absl_flags.DuplicateFlagError:
+        pass  # defined by an earlier test of this process
+
+    def parse(*argv):
+        FLAGS.unparse_flags()
+        FLAGS(["train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", "--depth=8", *argv])
+        return flags.make_config(FLAGS, out=lambda line: None)[0]
+    yield parse
+    FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("--data_service=dispatcher:5050",), "it must start with grpc://"),
+    (("--data_service=grpc://dispatcher",), "it must be grpc://HOST:PORT"),
+    (("--data_service=grpc://dispatcher:99999",), "it must be grpc://HOST:PORT"),
+    (("--data_service=grpc://dispatcher:5050", "--deterministic"), "--deterministic can't hold with --data_service"),
+])
+def test_bad_service_flags_are_one_line_errors(parse, argv, message):
+    with pytest.raises(flags.ConfigError, match=message) as error:
+        parse(*argv)
+    assert "\n" not in str(error.value)
+
+
+def test_a_dispatcher_that_is_not_there_is_an_error_within_the_bound():
+    import tensorflow as tf
+    address = f"grpc://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(data.DataError, match=r"no tf.data service dispatcher answers at .* start one there "
+                                             r"\(python -m data.service dispatcher --port=\d+\)"):
+        service.distribute(tf.data.Dataset.range(4), address, timeout=2)
+    assert time.monotonic() - started < 10
+    assert service.parse_address("grpc://[::1]:5050") == ("::1", 5050)
