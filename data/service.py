@@ -23,6 +23,7 @@ SCHEME = "grpc"
 # How long a trainer tries to reach the dispatcher before it gives up: a dispatcher started in the same minute
 # (a job's pods, a shell loop) is found; a wrong address is an error within this, not tf.data's hour of retries.
 CONNECT_TIMEOUT_S = 60.0
+_SERVING = []  # the server of `python -m data.service`, never destroyed (see serve)
 _ADDRESS = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(?P<port>\d{1,5})$")
 
 
@@ -66,8 +67,10 @@ def _wait_for(host, port, timeout, address):
 
 
 def serve(role: str, port: int, dispatcher: Optional[str] = None, worker_address: Optional[str] = None,
-          out=print) -> str:
-    """Runs a dispatcher or a worker on `port` until SIGTERM or SIGINT; returns the signal's name."""
+          out=print):
+    """Runs a dispatcher or a worker on `port` until SIGTERM or SIGINT, then ends the process with status 0.
+    Raises OSError if the port is in use."""
+    _check_free(port)
     # Blocked before the server's threads exist, so they inherit the mask and the signal reaches sigwait below.
     signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
@@ -82,10 +85,22 @@ def serve(role: str, port: int, dispatcher: Optional[str] = None, worker_address
                                                            worker_address=reach))
         out(f"tf.data service worker up on port {port}, reached at {reach}, serving the dispatcher at "
             f"{dispatcher}")
-    received = signal.sigwait(signals)
-    name = signal.Signals(received).name
-    del server
-    return name
+    name = signal.Signals(signal.sigwait(signals)).name
+    try:
+        out(f"tf.data service {role} stopped by {name}")
+    finally:
+        # Without destroying `server`: a worker's destructor waits for the tasks of jobs whose trainer is gone
+        # (it hung past 30 s), and a worker's unfinished splits are lost either way.
+        _SERVING.append(server)
+        sys.stdout.flush()
+        os._exit(0)
+
+
+def _check_free(port):
+    """Raises OSError if another process listens on `port`: gRPC binds with SO_REUSEPORT, so a second server on a
+    port in use would start without a word and take some of the first one's connections."""
+    with socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET) as probe:
+        probe.bind(("", port))
 
 
 def _check_port(value, name):
@@ -114,15 +129,14 @@ def main(argv):
         sys.exit(f"error: {e}")
     dispatcher = f.dispatcher.removeprefix(SCHEME + "://") if f.dispatcher else None
     try:
-        name = serve(role, f.port, dispatcher, f.worker_address)
-    except (tf.errors.OpError, RuntimeError) as e:  # a port in use, above all
+        serve(role, f.port, dispatcher, f.worker_address, out=lambda line: print(line, flush=True))
+    except OSError as e:
+        sys.exit(f"error: port {f.port} is in use by another process ({e.strerror}); stop it or choose another "
+                 "--port")
+    except (tf.errors.OpError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         sys.exit(f"error: the tf.data service {role} could not start on port {f.port}: {first}; free the port or "
                  "choose another --port")
-    try:
-        print(f"tf.data service {role} stopped by {name}", flush=True)
-    finally:  # even with stdout gone; no teardown: a worker's unfinished splits are lost either way
-        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -64,23 +64,55 @@ def servers(tmp_path_factory):
         process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """folder:/path of JPEG crops (quality 90, 120-200 px) of a real photograph (matplotlib's sample
+    grace_hopper.jpg, 512x600), 2 classes (its top and bottom halves): 12 in train/<class>/, 1 in test/<class>/."""
+    import numpy as np
+    from matplotlib import cbook
+    from PIL import Image
+    root = tmp_path_factory.mktemp("photos")
+    photo = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+    rng = np.random.default_rng(0)
+    for label, half in (("top", photo[:300]), ("bottom", photo[300:])):
+        for split, count in (("train", 12), ("test", 1)):
+            os.makedirs(root / split / label)
+            for k in range(count):
+                size = int(rng.integers(120, 200))
+                y, x = (int(rng.integers(0, half.shape[i] - size)) for i in (0, 1))
+                Image.fromarray(half[y:y + size, x:x + size]).save(root / split / label / f"{k}.jpg", quality=90)
+    return f"folder:{root}"
+
+
 def batch_key(batch):
     images, labels = batch
     return hashlib.sha1(images.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
 
 
-def test_the_service_serves_the_local_stream_each_batch_once(servers, cifar_subset_dir):
-    info = data.get_info("cifar10", cifar_subset_dir)
-    local = data.make_train_dataset(info, data_dir=cifar_subset_dir, global_batch_size=32, seed=3, start_step=120)
-    # 127 steps per epoch: the range crosses into epoch 1, whose order is another permutation.
-    step_of = {batch_key(b): 120 + i for i, b in enumerate(local.take(60))}
-    served = iter(data.make_train_dataset(info, data_dir=cifar_subset_dir, global_batch_size=32, seed=3,
-                                          start_step=120, service=servers.address))
+@pytest.mark.parametrize("source", ["cifar10", "photos"])
+def test_the_service_serves_the_local_stream_each_batch_once(servers, cifar_subset_dir, photo_folder, source):
+    # CIFAR: images held in memory, inside the pipeline the workers get; photos: JPEG files the workers read and
+    # decode themselves, at 64 px. 127 and 2 steps per epoch: the stream crosses epochs, each its own permutation.
+    name, batch, start = ("cifar10", 32, 120) if source == "cifar10" else (photo_folder, 8, 3)
+    info = data.get_info(name, cifar_subset_dir, image_size=64)
+    make = lambda **kw: data.make_train_dataset(info, data_dir=cifar_subset_dir, global_batch_size=batch,  # noqa
+                                                seed=3, start_step=start, **kw)
+    step_of = {batch_key(b): start + i for i, b in enumerate(make().take(60))}
+    served = iter(make(service=servers.address))
     steps = [step_of.get(batch_key(next(served))) for _ in range(40)]
-    # Every batch is bit-identical to one of the local stream's, none twice, and the first 40 steps are all there
-    # (a batch arrives at most a few places early or late, as the two workers finish them).
+    # Every batch is bit-identical to one of the local stream's, none twice, and the first 30 steps are all there
+    # (a batch arrives a few places early or late, as the two workers finish them).
     assert None not in steps and len(set(steps)) == 40
-    assert max(steps) < 120 + 40 + 8 and len(set(range(120, 120 + 30)) - set(steps)) == 0, steps
+    assert max(steps) < start + 40 + 8 and len(set(range(start, start + 30)) - set(steps)) == 0, steps
+
+
+def test_a_second_server_on_a_port_in_use_is_a_one_line_error(servers):
+    port = servers.address.rsplit(":", 1)[1]
+    result = subprocess.run([sys.executable, "-m", "data.service", "dispatcher", f"--port={port}"], cwd=ROOT,
+                            env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"error: port {port} is in use by another process (Address "
+                                                     "already in use); stop it or choose another --port")
 
 
 def test_training_through_the_service_survives_a_killed_worker_and_evaluates(servers, cifar_subset_dir, tmp_path):
@@ -147,3 +179,25 @@ def test_a_dispatcher_that_is_not_there_is_an_error_within_the_bound():
         service.distribute(tf.data.Dataset.range(4), address, timeout=2)
     assert time.monotonic() - started < 10
     assert service.parse_address("grpc://[::1]:5050") == ("::1", 5050)
+
+
+def test_the_services_source_is_the_same_order_in_batch_sized_splits():
+    from data import pipeline
+    plain = pipeline._addressable_order(50, 40, 2, 1, skip=24, seed=7)
+    chunked = pipeline._addressable_order(50, 40, 2, 1, skip=24, seed=7, chunk=8)
+    assert [tuple(map(int, e)) for e in chunked.take(100)] == [tuple(map(int, e)) for e in plain.take(100)]
+
+
+def test_a_streamed_split_is_refused_in_one_line(monkeypatch):
+    import tensorflow as tf
+    from data import pipeline
+    from data.datasets import Split
+    encoded = tf.stack([tf.io.encode_jpeg(tf.fill([20, 30, 3], tf.constant(i, tf.uint8))) for i in range(8)])
+    monkeypatch.setattr(pipeline, "load_split", lambda *args, **kwargs: Split(8, tf.data.Dataset.from_tensor_slices(
+        (encoded, tf.range(8, dtype=tf.int32)))))  # readable only in order, like a large tfds split
+    info = data.DatasetInfo(name="imagenet2012", num_classes=8, image_size=16, small_images=False, num_train=8,
+                            num_eval=8, train_split="train", eval_split="validation",
+                            class_names=tuple(map(str, range(8))), mean=(0.0,) * 3, std=(1.0,) * 3)
+    with pytest.raises(data.DataError, match="can't serve imagenet2012: its training split is streamed") as error:
+        data.make_train_dataset(info, global_batch_size=4, service="grpc://127.0.0.1:1")
+    assert "\n" not in str(error.value)
