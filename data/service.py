@@ -71,9 +71,14 @@ def serve(role: str, port: int, dispatcher: Optional[str] = None, worker_address
     """Runs a dispatcher or a worker on `port` until SIGTERM or SIGINT, then ends the process with status 0.
     Raises OSError if the port is in use."""
     _check_free(port)
-    # Blocked before the server's threads exist, so they inherit the mask and the signal reaches sigwait below.
-    signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    # Handlers of our own, not SIG_DFL, which a container's PID 1 would ignore; whichever thread the signal lands
+    # on, its byte on the wakeup pipe wakes the read at the end.
+    signals = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for s in signals:
+        signal.signal(s, lambda signum, frame: None)
     service = tf.data.experimental.service
     if role == "dispatcher":
         server = service.DispatchServer(service.DispatcherConfig(port=port))
@@ -85,7 +90,10 @@ def serve(role: str, port: int, dispatcher: Optional[str] = None, worker_address
                                                            worker_address=reach))
         out(f"tf.data service worker up on port {port}, reached at {reach}, serving the dispatcher at "
             f"{dispatcher}")
-    name = signal.Signals(signal.sigwait(signals)).name
+    received = b""
+    while not any(b in signals for b in received):
+        received = os.read(read_end, 16)
+    name = signals[next(b for b in received if b in signals)]
     try:
         out(f"tf.data service {role} stopped by {name}")
     finally:
