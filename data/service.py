@@ -21,21 +21,20 @@ from data.info import DataError
 
 SCHEME = "grpc"
 # How long a trainer tries to reach the dispatcher before it gives up: a dispatcher started in the same minute
-# (a job's pods, a shell loop) is found; a wrong address is an error within this, not tf.data's hour of retries.
+# (a job's pods, a shell loop) is found; a wrong address is an error within this, not tf.data's silent retries.
 CONNECT_TIMEOUT_S = 60.0
 _SERVING = []  # the server of `python -m data.service`, never destroyed (see serve)
 _ADDRESS = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(?P<port>\d{1,5})$")
 
 
 def parse_address(address: str) -> tuple:
-    """(host, port) of a dispatcher address grpc://HOST:PORT; raises ValueError with what is wrong."""
+    """(host, port) of a dispatcher address grpc://HOST:PORT; raises ValueError saying what it must be."""
     scheme, sep, rest = address.partition("://")
     if not sep or scheme != SCHEME:
-        raise ValueError(f"'{address}' is not a tf.data service address: it must start with {SCHEME}://")
+        raise ValueError(f"it must start with {SCHEME}://, e.g. grpc://dispatcher:5050")
     match = _ADDRESS.match(rest)
     if not match or not 0 < int(match["port"]) < 65536:
-        raise ValueError(f"'{address}' is not a tf.data service address: it must be {SCHEME}://HOST:PORT, "
-                         "e.g. grpc://dispatcher:5050")
+        raise ValueError(f"it must be {SCHEME}://HOST:PORT with a port of 1-65535, e.g. grpc://dispatcher:5050")
     return match["host"].strip("[]"), int(match["port"])
 
 
@@ -43,15 +42,15 @@ def distribute(dataset: tf.data.Dataset, address: str, timeout: float = CONNECT_
     """`dataset` produced by the workers of the dispatcher at `address`, sharded dynamically: the dispatcher hands
     each split of the dataset's source (a Dataset.range) to one worker, so each is produced at most once (a
     worker that dies loses the splits it held). An anonymous job: a restarted trainer never joins an old one."""
-    host, port = parse_address(address)
-    _wait_for(host, port, timeout, address)
+    wait_for(address, timeout)
     return dataset.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address))
 
 
-def _wait_for(host, port, timeout, address):
-    """Returns once a TCP connection to the dispatcher opens; raises DataError after `timeout` seconds. tf.data
-    itself retries an unreachable dispatcher for an hour (its client timeout), without a word."""
+def wait_for(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Returns once a TCP connection to the dispatcher at `address` opens; raises DataError after `timeout`
+    seconds. tf.data itself kept retrying inside distribute(), without a word, for the 150 s we waited."""
+    host, port = parse_address(address)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -129,7 +128,11 @@ def main(argv):
         if role == "worker":
             if not f.dispatcher:
                 raise ValueError("a worker needs --dispatcher=HOST:PORT, the dispatcher's address")
-            parse_address(f"{SCHEME}://{f.dispatcher.removeprefix(SCHEME + '://')}")
+            try:
+                parse_address(f"{SCHEME}://{f.dispatcher.removeprefix(SCHEME + '://')}")
+            except ValueError:
+                raise ValueError(f"--dispatcher={f.dispatcher} must be HOST:PORT, the dispatcher's address, "
+                                 "e.g. dispatcher:5050") from None
         if f.worker_address and not _ADDRESS.match(f.worker_address):
             raise ValueError(f"--worker_address={f.worker_address} must be HOST:PORT, the address the dispatcher "
                              "and the trainer reach this worker at")

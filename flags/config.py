@@ -105,7 +105,8 @@ def _data_service(f):
     try:
         service.parse_address(f.data_service)
     except ValueError as e:
-        raise ConfigError(f"--data_service={f.data_service}: {e}") from None
+        raise ConfigError(f"--data_service={f.data_service} is not a tf.data service dispatcher's address: {e}") \
+            from None
     if f.deterministic:
         raise ConfigError("--deterministic can't hold with --data_service: its batches arrive in the order the "
                           "service's workers finish them; drop one of the two (docs/reliability.md)")

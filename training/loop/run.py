@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 import data
+from data import service as data_service
 from training.compute import bn_stats, ema as averaging, network, optimizer as optim, precision, step as steps
 from training.distribute import failures, strategy as strategies
 from training.errors import TrainingError
@@ -66,7 +67,8 @@ def train(config, info, out=print, length_rule=None, finished=None):
     out(config.describe_recipe())
     for line in data.describe_splits(info, config.data_dir):
         out(line)
-    if config.data_service:
+    if config.data_service:  # before anything is built or written
+        data_service.wait_for(config.data_service)
         out(service_promise(config.data_service))
     net, opt, ema = build(config, info, strategy)
     run_dir.check_writable(config.model_dir, net)
