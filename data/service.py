@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -53,16 +54,31 @@ def wait_for(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     host, port = parse_address(address)
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            socket.create_connection((host, port), timeout=min(5.0, timeout)).close()
+        error = _connect(host, port, min(5.0, timeout))
+        if error is None:
             return
+        if time.monotonic() >= deadline:
+            raise DataError(f"no tf.data service dispatcher answers at {address} ({error}, for {timeout:.0f} s); "
+                            f"start one there (python -m data.service dispatcher --port={port}) or fix the address")
+        time.sleep(1.0)
+
+
+def _connect(host, port, timeout):
+    """None if a TCP connection to host:port opens within `timeout` seconds, else why not. In a daemon thread:
+    name resolution ignores socket timeouts and can hang far longer on a machine without network."""
+    result = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
         except OSError as e:
-            reason = e.strerror or type(e).__name__
-            if time.monotonic() >= deadline:
-                raise DataError(f"no tf.data service dispatcher answers at {address} ({reason}, for "
-                                f"{timeout:.0f} s); start one there (python -m data.service dispatcher "
-                                f"--port={port}) or fix the address") from None
-            time.sleep(1.0)
+            result.append(e.strerror or type(e).__name__)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else "no answer"
 
 
 def serve(role: str, port: int, dispatcher: Optional[str] = None, worker_address: Optional[str] = None,
