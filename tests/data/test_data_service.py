@@ -1,6 +1,7 @@
 """--data_service on a real tf.data service: a dispatcher and two workers started as `python -m data.service`
 subprocesses on 127.0.0.1. The batches it serves are the local stream's, each once; a training run reads them,
-survives one worker killed with SIGKILL mid-run, and evaluates; the servers exit 0 on SIGTERM; bad addresses and
+stops on SIGTERM and resumes, survives one worker killed with SIGKILL mid-run, and evaluates; the servers exit 0
+on SIGTERM; bad addresses and
 --deterministic are one-line errors, and a dispatcher that isn't there is an error within the bound."""
 import hashlib
 import os
@@ -115,30 +116,41 @@ def test_a_second_server_on_a_port_in_use_is_a_one_line_error(servers):
                                                      "already in use); stop it or choose another --port")
 
 
-def test_training_through_the_service_survives_a_killed_worker_and_evaluates(servers, cifar_subset_dir, tmp_path):
-    run = subprocess.Popen([sys.executable, "train.py", *train_args(cifar_subset_dir, str(tmp_path / "run"),
-                            "--train_steps=100", "--log_every_steps=10", "--steps_per_loop=5",
-                            "--precise_bn_examples=256", f"--data_service={servers.address}")],
-                           cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines = []
-    for line in run.stdout:
-        lines.append(line)
-        if line.startswith("step 20"):
-            # Worker 1, with 80 steps to go: more than the batches the client and the survivor hold ahead, so the
-            # survivor serves on after the kill.
-            servers.processes[1].send_signal(signal.SIGKILL)
-            break
-    out, err = run.communicate(timeout=300)
-    out = "".join(lines) + out
-    assert run.returncode == 0, out + err[-3000:]
-    assert servers.processes[1].wait(timeout=10) == -signal.SIGKILL
+def test_training_through_the_service_resumes_survives_a_killed_worker_and_evaluates(servers, cifar_subset_dir,
+                                                                                       tmp_path):
+    argv = [sys.executable, "train.py", *train_args(cifar_subset_dir, str(tmp_path / "run"), "--train_steps=100",
+            "--log_every_steps=10", "--steps_per_loop=5", "--precise_bn_examples=256",
+            f"--data_service={servers.address}")]
+
+    def train(at_step, act):
+        run = subprocess.Popen(argv, cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines = []
+        for line in run.stdout:
+            lines.append(line)
+            if line.startswith(f"step {at_step}/"):
+                act(run)
+                break
+        out, err = run.communicate(timeout=300)
+        return run.returncode, "".join(lines) + out, err
+
+    # Stopped by SIGTERM: a checkpoint, 143; the same command resumes there in a job of its own.
+    status, out, err = train(20, lambda run: run.send_signal(signal.SIGTERM))
+    assert status == 143 and "stopped by SIGTERM at step" in out, out + err[-3000:]
     assert "training batches from the tf.data service at " + servers.address in out
+    # Worker 1 killed with 60 steps to go: more than the batches the client and the survivor hold ahead, so the
+    # survivor serves on after the kill.
+    status, out, err = train(40, lambda run: servers.processes[1].send_signal(signal.SIGKILL))
+    assert status == 0, out + err[-3000:]
+    assert servers.processes[1].wait(timeout=10) == -signal.SIGKILL
+    assert "resuming from " in out
     final = [line for line in out.splitlines() if line.startswith("final: step 100")]
     assert final and "test top-1" in final[0], out
-    # The other worker served on, and stops cleanly on SIGTERM.
-    servers.processes[2].send_signal(signal.SIGTERM)
-    assert servers.processes[2].wait(timeout=30) == 0
+    # The other worker and the dispatcher stop cleanly on SIGTERM.
+    for index in (2, 0):
+        servers.processes[index].send_signal(signal.SIGTERM)
+        assert servers.processes[index].wait(timeout=30) == 0
     assert "tf.data service worker stopped by SIGTERM" in servers.output(2)
+    assert "tf.data service dispatcher stopped by SIGTERM" in servers.output(0)
 
 
 @pytest.fixture(scope="module")
