@@ -5,7 +5,8 @@
 """
 from console import cuda_noise
 
-cuda_noise.start_if_module("data.prepare", "data.benchmark", "data.benchmark.photos")  # before this package imports TensorFlow
+cuda_noise.start_if_module("data.prepare", "data.benchmark", "data.benchmark.photos",  # before this package
+                           "data.service")  # imports TensorFlow
 from data.augment import Augment  # noqa: E402
 from data.datasets import get_info  # noqa: E402
 from data.describe import describe_splits  # noqa: E402

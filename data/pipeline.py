@@ -23,7 +23,8 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
                        seed: int = 0, start_step: int = 0,
                        input_context: Optional[tf.distribute.InputContext] = None,
                        deterministic: bool = False,
-                       augment: Optional[augmentations.Augment] = None, pixels: bool = False) -> tf.data.Dataset:
+                       augment: Optional[augmentations.Augment] = None, pixels: bool = False,
+                       service: Optional[str] = None) -> tf.data.Dataset:
     """Infinite stream of (images float32 [b, S, S, 3] normalized, labels int32 [b]); with mixup or cutmix the
     labels are soft targets float32 [b, num_classes].
 
@@ -40,6 +41,9 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
       pixels: the images before the normalization, which the caller then applies on its device
         (preprocessing.normalize(images, info.mean, info.std) gives exactly the normalized stream): uint8 when
         the crop and flip are all (a quarter of the bytes), else float32 in [0, 255].
+      service: grpc://HOST:PORT of a tf.data service dispatcher (data/service.py): its workers run this pipeline,
+        each batch one split of the source, in order, so every batch is bit-identical to one of the local
+        stream's; they arrive in the order the workers finish them (docs/reliability.md).
     """
     augment = augment or augmentations.Augment()
     pipelines, pipeline_id, replica_batch = _layout(global_batch_size, input_context)
@@ -52,9 +56,15 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
     epoch_share = steps_per_epoch * global_batch_size // pipelines
     skip = start_step * global_batch_size // pipelines
     split = load_split(info, "train", data_dir, shuffle_seed=seed)
+    if service and split.lookup is None:
+        raise DataError(f"a tf.data service can't serve {info.name}: its training split is streamed from tfds' "
+                        "record files, which dynamic sharding would hand out one whole epoch per worker, epochs "
+                        "overlapping; train it without the service, or from a folder of its images (folder:/path)")
     if split.lookup is not None:
+        # Under a service each split of the source is one batch of positions, not one position: a dispatcher
+        # round trip per batch, and a worker that keeps order batches exactly what the local stream does.
         positions = _addressable_order(split.size, steps_per_epoch * global_batch_size, pipelines, pipeline_id,
-                                       skip, seed)
+                                       skip, seed, replica_batch if service else 1)
         examples = positions.map(lambda epoch, index: (epoch, index, *split.lookup(index)),
                                  num_parallel_calls=tf.data.AUTOTUNE)
     else:
@@ -70,7 +80,11 @@ def make_train_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, glo
     if not pixels:
         ds = ds.map(lambda images, labels: (preprocessing.normalize(images, info.mean, info.std), labels),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
+    ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic or bool(service)))
+    if not service:
+        return ds
+    from data import service as service_lib  # here: `python -m data.service` must be the first to import it
+    return service_lib.distribute(ds, service)
 
 
 def make_eval_dataset(info: DatasetInfo, *, data_dir: Optional[str] = None, global_batch_size: int,
@@ -167,10 +181,11 @@ def _layout(global_batch_size: int, input_context) -> tuple:
 
 
 def _addressable_order(num_examples: int, epoch_length: int, pipelines: int, pipeline_id: int, skip: int,
-                       seed: int) -> tf.data.Dataset:
+                       seed: int, chunk: int = 1) -> tf.data.Dataset:
     """(epoch, example index) for this pipeline, forever, after skipping `skip` of them. Position s of the
     whole stream is position s % epoch_length of epoch s // epoch_length, which a stateless permutation
-    seeded by (seed, epoch) maps to an example: no state, so skipping costs nothing."""
+    seeded by (seed, epoch) maps to an example: no state, so skipping costs nothing. chunk > 1 (dividing skip):
+    the same elements from a source of chunks of `chunk` consecutive ones, which a tf.data service splits."""
     def locate(t):
         position = t * pipelines + pipeline_id
         epoch = position // epoch_length
@@ -179,7 +194,10 @@ def _addressable_order(num_examples: int, epoch_length: int, pipelines: int, pip
                                                                                                tf.int64))
         return epoch, index
 
-    return tf.data.Dataset.range(skip, _MAX_STEPS).map(locate)
+    if chunk == 1:
+        return tf.data.Dataset.range(skip, _MAX_STEPS).map(locate)
+    chunks = tf.data.Dataset.range(skip // chunk, _MAX_STEPS // chunk)
+    return chunks.flat_map(lambda c: tf.data.Dataset.range(c * chunk, (c + 1) * chunk)).map(locate)
 
 
 def _streamed_order(split: Split, epoch_share: int, pipelines: int, pipeline_id: int, skip: int,

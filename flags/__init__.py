@@ -34,6 +34,9 @@ def define_data_flags():
     flags.DEFINE_bool("strict", False, "Stop at the first unreadable image of a folder dataset instead of skipping it.")
     flags.DEFINE_integer("batch_size", None, "Global batch size, split over replicas "
                          "(default: the recipe's, 128 for small images, 256 for large).")
+    flags.DEFINE_string("data_service", None, "grpc://HOST:PORT of a tf.data service dispatcher (python -m "
+                        "data.service): its workers prepare the training batches, evaluation stays local; batches "
+                        "then arrive in the workers' order, so no --deterministic (docs/distributed.md).")
 
 
 def define_model_flags():

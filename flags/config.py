@@ -53,6 +53,7 @@ def make_config(flag_values, out=print):
     if ema_decay >= 1:
         raise ConfigError(f"--ema_decay must be below 1 (e.g. 0.9999), got {ema_decay}")
     mixing = _mix_probabilities(f, pick("mixup_alpha"), pick("cutmix_alpha"))
+    data_service = _data_service(f)
     return Config(
         dataset=f.dataset, data_dir=f.data_dir, image_size=info.image_size, num_classes=info.num_classes,
         strict=f.strict, model_dir=model_dir, **_splits_of(info),
@@ -69,7 +70,8 @@ def make_config(flag_values, out=print):
         init_checkpoint=f.init_checkpoint, freeze_backbone=f.freeze_backbone, model=f.model, recipe=f.recipe,
         ema_decay=ema_decay, cutout=pick("cutout"), randaugment_layers=pick("randaugment_layers"),
         randaugment_magnitude=pick("randaugment_magnitude"), precise_bn_examples=f.precise_bn_examples,
-        worker_join_timeout=f.worker_join_timeout, time_budget=time_budget, **mixing), info
+        worker_join_timeout=f.worker_join_timeout, time_budget=time_budget, data_service=data_service,
+        **mixing), info
 
 
 def length_rule(flag_values, info):
@@ -93,6 +95,22 @@ def _time_budget(f):
         return durations.parse(f.time_budget)
     except durations.DurationError as e:
         raise ConfigError(str(e)) from None
+
+
+def _data_service(f):
+    """--data_service as given (None: none), checked; refused beside --deterministic, which it can't keep."""
+    if f.data_service is None:
+        return None
+    from data import service
+    try:
+        service.parse_address(f.data_service)
+    except ValueError as e:
+        raise ConfigError(f"--data_service={f.data_service} is not a tf.data service dispatcher's address: {e}") \
+            from None
+    if f.deterministic:
+        raise ConfigError("--deterministic can't hold with --data_service: its batches arrive in the order the "
+                          "service's workers finish them; drop one of the two (docs/reliability.md)")
+    return f.data_service
 
 
 def _split_request(f, model_dir):

@@ -22,6 +22,7 @@ TOOLS = (
     ("-m data.prepare", "Prepares a tfds dataset offline from its archives; with --max_side, pre-resized."),
     ("-m data.benchmark", "Times the input pipeline."),
     ("-m data.benchmark.photos", "Writes the real-photograph folder data.benchmark measures large images on."),
+    ("-m data.service", "Runs a tf.data service dispatcher or worker for train.py --data_service."),
 )
 HEADER = """# Flags reference
 

@@ -80,6 +80,8 @@ class Config:
     # it resolved to (measured speed, costs, steps, deadline), which a resume takes as it is
     time_budget: float = 0.0
     budget_plan: dict | None = None
+    # tf.data service (data/service.py): grpc://HOST:PORT of the dispatcher whose workers make the training batches
+    data_service: str | None = None
 
     @property
     def lr(self):

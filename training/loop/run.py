@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 import data
+from data import service as data_service
 from training.compute import bn_stats, ema as averaging, network, optimizer as optim, precision, step as steps
 from training.distribute import failures, strategy as strategies
 from training.errors import TrainingError
@@ -66,6 +67,9 @@ def train(config, info, out=print, length_rule=None, finished=None):
     out(config.describe_recipe())
     for line in data.describe_splits(info, config.data_dir):
         out(line)
+    if config.data_service:  # before anything is built or written
+        data_service.wait_for(config.data_service)
+        out(service_promise(config.data_service))
     net, opt, ema = build(config, info, strategy)
     run_dir.check_writable(config.model_dir, net)
     ckpts = checkpoints.Checkpoints(config.model_dir, config.keep_checkpoints, chief, strategies.worker_id(strategy),
@@ -151,7 +155,8 @@ def train_batches(config, info, strategy, step):
     return iter(strategy.distribute_datasets_from_function(
         lambda ctx: data.make_train_dataset(info, data_dir=config.data_dir, global_batch_size=config.batch_size,
                                             seed=config.seed, start_step=step, input_context=ctx,
-                                            deterministic=config.deterministic, augment=augment, pixels=True)))
+                                            deterministic=config.deterministic, augment=augment, pixels=True,
+                                            service=config.data_service)))
 
 
 def make_train_step(config, info, net, opt):
@@ -160,6 +165,14 @@ def make_train_step(config, info, net, opt):
         net, opt, global_batch_size=config.batch_size, weight_decay=config.weight_decay,
         label_smoothing=config.label_smoothing, skip_nonfinite=config.nan_policy == "skip_batch",
         poison_step=config.debug_nan_at_step, normalization=(info.mean, info.std))
+
+
+def service_promise(address):
+    """The start-up line of a run whose training batches come from a tf.data service: what it still promises."""
+    return (f"training batches from the tf.data service at {address} (evaluation local): each is bit-identical to "
+            "one batch of the local stream, but they arrive in the order its workers finish them, and those in "
+            "flight at a stop or on a lost worker are lost or, after a resume, repeated; not bit-identical to a "
+            "run without it (docs/reliability.md)")
 
 
 def resume_or_warm_start(ckpts, net, config, out):
