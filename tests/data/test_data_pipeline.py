@@ -192,7 +192,7 @@ def test_pixels_normalized_on_the_device_are_the_normalized_stream(monkeypatch, 
     info = DatasetInfo(name="fake", num_classes=n, image_size=8, small_images=False, num_train=n, num_eval=n,
                        train_split="train", eval_split="test", class_names=tuple(map(str, range(n))),
                        mean=(120.0, 110.0, 100.0), std=(60.0, 55.0, 50.0))
-    kwargs = dict(global_batch_size=4, seed=3, augment=Augment(**(augment or {})))
+    kwargs = dict(global_batch_size=4, seed=3, deterministic=True, augment=Augment(**(augment or {})))
     pixels = _take(make_train_dataset(info, pixels=True, **kwargs), 6)
     normalized = _take(make_train_dataset(info, **kwargs), 6)
     assert pixels[0][0].dtype == (np.uint8 if augment is None else np.float32)  # uint8 until an augmentation
