@@ -94,7 +94,8 @@ def test_the_manuals_docker_commands_name_only_real_flags_files_and_mounts():
         elif entrypoint == "tensorboard":
             tool = [os.path.join(os.path.dirname(sys.executable), "tensorboard")]
         elif argv[0] == "-m":
-            assert os.path.exists(os.path.join(ROOT, *argv[1].split(".")) + ".py"), argv[1]
+            module = os.path.join(ROOT, *argv[1].split("."))  # a module, or a package run by its __main__.py
+            assert os.path.exists(module + ".py") or os.path.exists(os.path.join(module, "__main__.py")), argv[1]
             tool, argv = [sys.executable, "-m", argv[1]], argv[2:]
         else:
             assert entrypoint == "python" and os.path.exists(os.path.join(ROOT, argv[0])), command
