@@ -26,12 +26,13 @@ class TrainedModel:
     reason: str = ""  # which checkpoint and why (checkpoints.choose)
 
 
-def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32"):
+def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32", norm_kernel=None):
     """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best on the
     validation split, else the latest): the weights training chose for it (its weight EMA when the run has one and
     chose nothing), unless raw_weights; its network computing in `dtype`
-    (a resolved one; the weights stay float32 and the logits are float32). Needs no dataset when the run
-    recorded its DatasetInfo in config.json."""
+    (a resolved one; the weights stay float32 and the logits are float32) and normalizing with `norm_kernel`
+    (network.create's; default: this machine's). Needs no dataset when the run recorded its DatasetInfo in
+    config.json."""
     try:
         config = run_dir.require_config(model_dir)
         info = run_dir.read_dataset_info(model_dir)
@@ -41,7 +42,7 @@ def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32"):
         raise LoadError(run_dir.NO_CLASSIFIER.format(model_dir=model_dir))
     if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
-    net, _ = network.create(config, info.num_classes, dtype)
+    net, _ = network.create(config, info.num_classes, dtype, norm_kernel)
     try:
         choice = checkpoints.choose(model_dir, checkpoint)
         step, averaged = checkpoints.restore_weights(choice.path, net, raw_weights or choice.weights == "raw")

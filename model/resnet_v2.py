@@ -4,6 +4,7 @@ The ImageNet family is the classic slim `resnet_v2_50/101/152/200` layer for lay
 tests pin them); the CIFAR family is the classic CIFAR `resnet_model.py` (He et al., "Identity Mappings in Deep
 Residual Networks", 2016). Layer names are stable so checkpoints survive refactors.
 """
+import contextlib
 import dataclasses
 
 import keras
@@ -125,6 +126,16 @@ class BatchNormalization(layers.BatchNormalization):
     statistics but leaves the moving ones alone, for recomputing them (training/compute/bn_stats.py).
     """
     update_moving_statistics = True
+    # How inference normalizes a tensor that no convolution just produced (ResNet v2's pre-activations, which
+    # follow an addition): "fused", TensorFlow's FusedBatchNorm (Grappler folds the one that follows a Conv2D into
+    # it, whatever this says), or "depthwise", a per-channel 1x1 depthwise convolution with bias, which Grappler
+    # fuses with the ReLU after it. Read when a layer is built (standalone_kernel()); the table that picks it per
+    # device is training/compute/kernels.py.
+    standalone_kernel = "fused"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._standalone_kernel = type(self).standalone_kernel
 
     def add_weight(self, *args, **kwargs):
         if not kwargs.get("trainable", True):
@@ -150,10 +161,40 @@ class BatchNormalization(layers.BatchNormalization):
                 self.moving_mean.assign(mean)
                 self.moving_variance.assign(variance)
             return outputs
+        if self._standalone_kernel == "depthwise" and not _made_by_a_convolution(inputs):
+            # y = x * scale + shift in one kernel: oneDNN's batch-norm inference read and wrote NHWC tensors 1.5-3x
+            # slower than this on a CPU held to AVX2 (docs/performance.md).
+            scale = gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
+            shift = beta - self.moving_mean * scale
+            channels = inputs.shape[-1]
+            outputs = tf.nn.depthwise_conv2d(inputs, tf.reshape(tf.cast(scale, inputs.dtype), (1, 1, channels, 1)),
+                                             (1, 1, 1, 1), "VALID")
+            return tf.nn.bias_add(outputs, tf.cast(shift, inputs.dtype))
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
             inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
             epsilon=self.epsilon, is_training=False)
         return outputs
+
+
+def _made_by_a_convolution(tensor):
+    """True where Grappler folds the batch norm into the op that made `tensor` (its Conv2D + FusedBatchNorm
+    pattern); False eagerly, where there is no graph to fold in."""
+    try:
+        return tensor.op.type == "Conv2D"
+    except AttributeError:  # an eager tensor has no op
+        return False
+
+
+@contextlib.contextmanager
+def standalone_kernel(kernel):
+    """Batch norms built inside take `kernel` ("fused" or "depthwise") for their standalone inference."""
+    if kernel not in ("fused", "depthwise"):
+        raise ValueError(f"a batch norm's standalone kernel is fused or depthwise, not {kernel!r}")
+    previous, BatchNormalization.standalone_kernel = BatchNormalization.standalone_kernel, kernel
+    try:
+        yield
+    finally:
+        BatchNormalization.standalone_kernel = previous
 
 
 def batch_norm_factory(sync=False, momentum=BN_MOMENTUM, scale=True):

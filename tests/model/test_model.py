@@ -184,3 +184,37 @@ def test_fused_batch_norm_without_scale_matches_keras():
     np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), rtol=1e-5)
     np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-3, atol=1e-3)
+
+
+def _op_types(net, x):
+    graph = tf.function(lambda x: net(x, training=False)).get_concrete_function(x).graph
+    return [op.type for op in graph.get_operations()]
+
+
+def test_the_depthwise_standalone_kernel_infers_what_the_fused_one_does():
+    # Only the batch norms no Conv2D made change kernel: a ResNet v2's pre-activations and its postnorm.
+    x = tf.random.normal((2, 32, 32, 3), seed=2)
+    nets = {}
+    for kernel in ("fused", "depthwise"):
+        tf.keras.utils.set_random_seed(0)
+        with model.standalone_kernel(kernel):
+            nets[kernel], spec = model.create_model("resnet_v2", 10, 32, depth=8)
+    assert resnet_v2.BatchNormalization.standalone_kernel == "fused"  # the context restores the default
+    norms = [layer for layer in nets["fused"].layers if isinstance(layer, resnet_v2.BatchNormalization)]
+    for i, layer in enumerate(norms):  # statistics away from (0, 1), the same in both networks
+        for net in nets.values():
+            twin = net.get_layer(layer.name)
+            twin.moving_mean.assign(np.linspace(-1, 1, twin.moving_mean.shape[0]) * (i + 1) / len(norms))
+            twin.moving_variance.assign(np.linspace(0.5, 2.0, twin.moving_variance.shape[0]))
+            twin.gamma.assign(np.linspace(0.5, 1.5, twin.gamma.shape[0]))
+    fused, depthwise = (tf.function(lambda x, n=n: n(x, training=False))(x) for n in nets.values())
+    np.testing.assert_allclose(depthwise, fused, rtol=1e-5, atol=1e-5 * float(tf.reduce_max(tf.abs(fused))))
+    np.testing.assert_array_equal(nets["fused"](x, training=True), nets["depthwise"](x, training=True))
+    standalone = sum(layer.name.endswith(("preact_bn", "postnorm_bn")) for layer in norms)
+    assert standalone == sum(spec.units) + 1
+    assert _op_types(nets["depthwise"], x).count("DepthwiseConv2dNative") == standalone
+    assert _op_types(nets["depthwise"], x).count("FusedBatchNormV3") == len(norms) - standalone
+    assert "DepthwiseConv2dNative" not in _op_types(nets["fused"], x)
+    with pytest.raises(ValueError, match="fused or depthwise"):
+        with model.standalone_kernel("affine"):
+            pass
