@@ -210,6 +210,10 @@ def _streamed_order(split: Split, epoch_share: int, pipelines: int, pipeline_id:
     def epoch_records(epoch):
         shuffle_seed = tf.random.stateless_uniform([], tf.stack([tf.cast(seed, tf.int64), epoch]),
                                                    minval=None, maxval=None, dtype=tf.int64)
+        # The order is a function of (seed, epoch) alone, not of the process' global seed: shuffle pairs its seed
+        # with the graph's, and a graph seed of 0 (train.py's default --seed=0 sets it) made tf.random's
+        # (0, 0) check compare this tensor seed in Python, which fails to trace.
+        tf.compat.v1.get_default_graph().seed = None
         records = split.records.enumerate().shuffle(STREAM_SHUFFLE_BUFFER, seed=shuffle_seed)
         records = records.take(epoch_share * pipelines).shard(pipelines, pipeline_id)
         return records.map(lambda index, record: (epoch, index, *record))

@@ -201,3 +201,15 @@ def test_pixels_normalized_on_the_device_are_the_normalized_stream(monkeypatch, 
         np.testing.assert_array_equal(preprocessing.normalize(p, info.mean, info.std), x)
     if augment and "cutout" in augment:  # the cutout square is the mean pixel: exactly 0 once normalized
         assert all((x == 0).all(axis=-1).any() for x, _ in normalized)
+
+
+def test_a_streamed_order_is_the_same_whatever_the_global_seed(monkeypatch):
+    # train.py sets the global seed to --seed (0 by default); the stream is a function of seed= alone.
+    monkeypatch.setattr(pipeline, "load_split", lambda *args, **kwargs: _streamed_split(20))
+    info = _info(20, small=False)
+    orders = []
+    for global_seed in (0, 5, None):
+        tf.random.set_seed(global_seed)
+        batches = _take(make_train_dataset(info, global_batch_size=4, seed=3, deterministic=True), 10)
+        orders.append([labels.tolist() for _, labels in batches])
+    assert orders[0] == orders[1] == orders[2]
