@@ -125,14 +125,13 @@ def main(argv):
         norm_kernel, _ = kernels.norm_kernel(hardware)
         with model.standalone_kernel(norm_kernel):
             net, description = build(name, depth, image_size, num_classes, FLAGS.include_top)
-        if FLAGS.reference is None:
-            description += f", batch norm inference {norm_kernel}"
     except (ValueError, data.DataError) as e:
         sys.exit(f"error: {e}")
     peak = None
     for mode in FLAGS.mode:
         print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {mode}, "
-              f"dtype {choice.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}")
+              f"dtype {choice.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}"
+              + ("" if FLAGS.reference else f", batch norm inference {norm_kernel}"))
         fn = timing.make_workload(net, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
         with timing.profiled(FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, mode)):
             mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)
