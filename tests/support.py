@@ -150,3 +150,29 @@ def make_config(**overrides):
                 deterministic=False, dtype="float32", xla=False, strategy="auto",
                 num_gpus=None, cpu_devices=1)
     return config_lib.Config(**{**base, **overrides})
+
+
+@contextlib.contextmanager
+def train_flags(data_dir, *base):
+    """parse(*argv) -> (Config, printed lines) for train.py's flags: --dataset=cifar10 --data_dir=data_dir, then
+    `base`, then argv. The flags are defined once per process and unparsed afterwards."""
+    from absl import flags as absl_flags
+
+    import flags
+    try:
+        flags.define_data_flags()
+        flags.define_model_flags()
+        flags.define_training_flags()
+    except absl_flags.DuplicateFlagError:
+        pass  # defined by an earlier test of this process
+
+    def parse(*argv):
+        absl_flags.FLAGS.unparse_flags()
+        absl_flags.FLAGS(["train.py", "--dataset=cifar10", f"--data_dir={data_dir}", *base, *argv])
+        lines = []
+        config, _ = flags.make_config(absl_flags.FLAGS, out=lines.append)
+        return config, lines
+    try:
+        yield parse
+    finally:
+        absl_flags.FLAGS.unparse_flags()

@@ -11,14 +11,11 @@ import sys
 import time
 
 import pytest
-from absl import flags as absl_flags
 
 import data
 import flags
 from data import service
-from support import ENV, ROOT, free_port, train_args
-
-FLAGS = absl_flags.FLAGS
+from support import ENV, ROOT, free_port, train_args, train_flags
 
 
 class Servers:
@@ -156,19 +153,8 @@ def test_training_through_the_service_resumes_survives_a_killed_worker_and_evalu
 
 @pytest.fixture(scope="module")
 def parse(cifar_subset_dir):
-    try:
-        flags.define_data_flags()
-        flags.define_model_flags()
-        flags.define_training_flags()
-    except absl_flags.DuplicateFlagError:
-        pass  # defined by an earlier test of this process
-
-    def parse(*argv):
-        FLAGS.unparse_flags()
-        FLAGS(["train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", "--depth=8", *argv])
-        return flags.make_config(FLAGS, out=lambda line: None)[0]
-    yield parse
-    FLAGS.unparse_flags()
+    with train_flags(cifar_subset_dir, "--depth=8") as parse:
+        yield lambda *argv: parse(*argv)[0]
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -10,6 +10,7 @@ from absl import flags as absl_flags
 import data
 import flags
 from flags import recipes
+from support import train_flags
 
 FLAGS = absl_flags.FLAGS
 
@@ -17,21 +18,8 @@ FLAGS = absl_flags.FLAGS
 @pytest.fixture(scope="module")
 def parse(cifar_subset_dir):
     """parse(*argv) -> (Config, printed lines) for train.py's flags on the shared subset (4068 training images)."""
-    try:
-        flags.define_data_flags()
-        flags.define_model_flags()
-        flags.define_training_flags()
-    except absl_flags.DuplicateFlagError:
-        pass  # defined by an earlier test of this process
-
-    def parse(*argv):
-        FLAGS.unparse_flags()
-        FLAGS(["train.py", "--dataset=cifar10", f"--data_dir={cifar_subset_dir}", "--depth=20", *argv])
-        lines = []
-        config, _ = flags.make_config(FLAGS, out=lines.append)
-        return config, lines
-    yield parse
-    FLAGS.unparse_flags()
+    with train_flags(cifar_subset_dir, "--depth=20") as parse:
+        yield parse
 
 
 @pytest.mark.parametrize("small_images,epochs,expected", [
