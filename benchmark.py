@@ -122,7 +122,7 @@ def main(argv):
             info = data.get_info(FLAGS.data, FLAGS.data_dir)
             image_size, num_classes = info.image_size, info.num_classes
             dataset = data.make_train_dataset(info, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size)
-        norm_kernel, _ = kernels.norm_kernel(hardware)
+        norm_kernel, _ = kernels.norm_kernel(hardware, choice.dtype)
         with model.standalone_kernel(norm_kernel):
             net, description = build(name, depth, image_size, num_classes, FLAGS.include_top)
     except (ValueError, data.DataError) as e:

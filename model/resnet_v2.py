@@ -130,7 +130,7 @@ class BatchNormalization(layers.BatchNormalization):
     # follow an addition): "fused", TensorFlow's FusedBatchNorm (Grappler folds the one that follows a Conv2D into
     # it, whatever this says), or "depthwise", a per-channel 1x1 depthwise convolution with bias, which Grappler
     # fuses with the ReLU after it. Read when a layer is built (standalone_kernel()); the table that picks it per
-    # device is training/compute/kernels.py.
+    # device and dtype is training/compute/kernels.py.
     standalone_kernel = "fused"
 
     def __init__(self, *args, **kwargs):
@@ -162,8 +162,8 @@ class BatchNormalization(layers.BatchNormalization):
                 self.moving_variance.assign(variance)
             return outputs
         if self._standalone_kernel == "depthwise" and not _made_by_a_convolution(inputs):
-            # y = x * scale + shift in one kernel: oneDNN's batch-norm inference read and wrote NHWC tensors 1.5-3x
-            # slower than this on a CPU held to AVX2 (docs/performance.md).
+            # y = x * scale + shift in one kernel: oneDNN's batch-norm inference (with its ReLU) took 1.8-3.6x as
+            # long as this on a CPU held to AVX2 (docs/performance.md).
             scale = gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
             shift = beta - self.moving_mean * scale
             channels = inputs.shape[-1]

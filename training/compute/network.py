@@ -12,12 +12,13 @@ def create(config, num_classes, dtype=None, norm_kernel=None):
     """(keras.Model, spec) for a training Config or the dict of a saved config.json, computing in `dtype` (default:
     the run's own, so that eval.py reproduces the numbers the run's evaluations logged). norm_kernel: how its
     standalone batch norms infer (model.resnet_v2.BatchNormalization); default: the table's choice for the devices
-    the run computes on (kernels.NORM_RULES)."""
+    the run computes on and its dtype (kernels.NORM_RULES)."""
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    dtype = dtype or fields["dtype"]
     if norm_kernel is None:
         hardware = precision.detect(fields.get("num_gpus"), tpu=fields.get("strategy") == "tpu")
-        norm_kernel, _ = kernels.norm_kernel(hardware)
-    with precision.building(dtype or fields["dtype"]), resnet.standalone_kernel(norm_kernel):
+        norm_kernel, _ = kernels.norm_kernel(hardware, dtype)
+    with precision.building(dtype), resnet.standalone_kernel(norm_kernel):
         return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
                                    unit=fields["unit"], arch=fields["arch"], width=fields["width"],
                                    sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],

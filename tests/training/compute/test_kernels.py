@@ -1,4 +1,4 @@
-"""The batch-norm inference kernel per device (kernels.NORM_RULES) and the networks it reaches."""
+"""The batch-norm inference kernel per device and dtype (kernels.NORM_RULES) and the networks it reaches."""
 import pytest
 
 from model import resnet_v2
@@ -7,14 +7,19 @@ from training.compute import kernels, network, precision
 CPU = precision.Hardware("some CPU", frozenset({"avx2"}))
 
 
-@pytest.mark.parametrize("hardware, kernel", [
-    (CPU, "depthwise"),
-    (precision.Hardware("some CPU", frozenset({"avx512f", "amx_bf16"})), "depthwise"),  # every CPU class alike
-    (precision.Hardware("some CPU", frozenset(), gpus=(("H100", (9, 0)),)), "fused"),
-    (precision.Hardware("some CPU", frozenset(), tpu=True), "fused"),
+AMX = precision.Hardware("some CPU", frozenset({"avx512f", "amx_bf16"}))
+
+
+@pytest.mark.parametrize("hardware, dtype, kernel", [
+    (CPU, "float32", "depthwise"),
+    (AMX, "float32", "depthwise"),  # every CPU class alike
+    (AMX, "bfloat16", "fused"),  # normalized in float32, as the exported model is
+    (precision.Hardware("some CPU", frozenset(), gpus=(("H100", (9, 0)),)), "float32", "fused"),
+    (precision.Hardware("some CPU", frozenset(), gpus=(("H100", (9, 0)),)), "float16", "fused"),
+    (precision.Hardware("some CPU", frozenset(), tpu=True), "bfloat16", "fused"),
 ])
-def test_the_table_picks_by_device(hardware, kernel):
-    chosen, why = kernels.norm_kernel(hardware)
+def test_the_table_picks_by_device_and_dtype(hardware, dtype, kernel):
+    chosen, why = kernels.norm_kernel(hardware, dtype)
     assert chosen == kernel and why
 
 
@@ -26,4 +31,5 @@ def test_a_runs_network_takes_this_machines_kernel_unless_told(monkeypatch):
     def kernel_of(net):
         return {layer._standalone_kernel for layer in net.layers if isinstance(layer, resnet_v2.BatchNormalization)}
     assert kernel_of(network.create(config, 10)[0]) == {"depthwise"}
+    assert kernel_of(network.create(config, 10, "bfloat16")[0]) == {"fused"}  # the dtype asked for, not the run's
     assert kernel_of(network.create(config, 10, norm_kernel="fused")[0]) == {"fused"}
