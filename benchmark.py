@@ -123,7 +123,8 @@ def main(argv):
             image_size, num_classes = info.image_size, info.num_classes
             dataset = data.make_train_dataset(info, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size)
         norm_kernel, _ = kernels.norm_kernel(hardware, choice.dtype)
-        with model.standalone_kernel(norm_kernel):
+        pointwise_kernel, _ = kernels.pointwise_kernel(hardware, choice.dtype)
+        with model.standalone_kernel(norm_kernel), model.pointwise_kernel(pointwise_kernel):
             net, description = build(name, depth, image_size, num_classes, FLAGS.include_top)
     except (ValueError, data.DataError) as e:
         sys.exit(f"error: {e}")
@@ -131,7 +132,8 @@ def main(argv):
     for mode in FLAGS.mode:
         print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {mode}, "
               f"dtype {choice.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}"
-              + ("" if FLAGS.reference else f", batch norm inference {norm_kernel}"))
+              + ("" if FLAGS.reference else f", batch norm inference {norm_kernel}, 1x1 convolution training "
+                                             f"{pointwise_kernel}"))
         fn = timing.make_workload(net, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
         with timing.profiled(FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, mode)):
             mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)

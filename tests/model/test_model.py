@@ -186,8 +186,8 @@ def test_fused_batch_norm_without_scale_matches_keras():
     np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-3, atol=1e-3)
 
 
-def _op_types(net, x):
-    graph = tf.function(lambda x: net(x, training=False)).get_concrete_function(x).graph
+def _op_types(net, x, training=False):
+    graph = tf.function(lambda x: net(x, training=training)).get_concrete_function(x).graph
     return [op.type for op in graph.get_operations()]
 
 
@@ -218,3 +218,28 @@ def test_the_depthwise_standalone_kernel_infers_what_the_fused_one_does():
     with pytest.raises(ValueError, match="fused or depthwise"):
         with model.standalone_kernel("affine"):
             pass
+
+
+def test_matmul_pointwise_convolutions_train_as_the_convolutions_do():
+    # Bottleneck units, so that 1x1 convolutions are most of its layers.
+    x = tf.random.normal((2, 32, 32, 3), seed=3)
+    nets, grads = {}, {}
+    for kernel in ("conv", "matmul"):
+        tf.keras.utils.set_random_seed(0)
+        with model.pointwise_kernel(kernel):
+            nets[kernel], _ = model.create_model("resnet_v2", 10, 32, depth=11, unit="bottleneck")
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(nets[kernel](x, training=True)))
+        grads[kernel] = tape.gradient(loss, nets[kernel].trainable_variables)
+    assert resnet_v2.Conv2D.pointwise_kernel == "conv"  # the context restores the default
+    for conv, matmul in zip(grads["conv"], grads["matmul"]):
+        np.testing.assert_allclose(matmul, conv, rtol=1e-4, atol=1e-4 * float(tf.reduce_max(tf.abs(conv))))
+    np.testing.assert_array_equal(nets["conv"](x, training=False), nets["matmul"](x, training=False))
+    pointwise = sum(layer.kernel_size == (1, 1) and layer.strides == (1, 1)
+                    for layer in nets["matmul"].layers if isinstance(layer, resnet_v2.Conv2D))
+    assert pointwise > 0 and _op_types(nets["matmul"], x, training=True).count("MatMul") == pointwise + 1  # + head
+    assert _op_types(nets["matmul"], x).count("MatMul") == 1  # inference keeps the convolutions Grappler folds
+    with pytest.raises(ValueError, match="conv or matmul"):
+        with model.pointwise_kernel("winograd"):
+            pass
+

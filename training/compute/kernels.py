@@ -1,8 +1,8 @@
-"""Which kernel inference normalizes a standalone batch norm with, per device and compute dtype: a table, as the
-dtype's is (precision.py). Measured with benchmark.py's forward mode (docs/performance.md, "Per CPU class", its
-batch norm in inference); a device nobody measured keeps TensorFlow's fused kernel."""
+"""Which kernels a network computes with, per device and compute dtype: tables, as the dtype's is (precision.py).
+Measured with benchmark.py (docs/performance.md, "Per CPU class"); a device nobody measured keeps TensorFlow's
+own kernels."""
 # (device, compute dtype or "*" for any, kernel, the measurement behind it): the first row that matches.
-NORM_RULES = (
+NORM_RULES = (  # a standalone batch norm in inference (model.resnet_v2.BatchNormalization)
     ("tpu", "*", "fused", "not measured: XLA compiles the graph whole"),
     ("gpu", "*", "fused", "not measured here (no GPU): cuDNN's fused batch norm"),
     ("cpu", "float32", "depthwise", "ResNet-152 forward, batch 32, on a 2-core Xeon with AMX: 1.13x with oneDNN "
@@ -11,11 +11,27 @@ NORM_RULES = (
                           "bfloat16: 1.7x the mean error of the fused kernel, which normalizes in float32 (and "
                           "its top-1 then differed from the exported model's), for 1.18x the speed"),
 )
+POINTWISE_RULES = (  # a 1x1, stride-1 convolution in training (model.resnet_v2.Conv2D)
+    ("tpu", "*", "conv", "not measured: XLA compiles the graph whole"),
+    ("gpu", "*", "conv", "not measured here (no GPU): cuDNN's convolution"),
+    ("cpu", "float32", "matmul", "ResNet-50 train, batch 32, on a 2-core Xeon with AMX: 1.03-1.04x with oneDNN "
+                                 "held to AVX2, the same unheld (3.31 s either way)"),
+    ("cpu", "*", "conv", "not measured in bfloat16"),
+)
 
 
 def norm_kernel(hardware, dtype):
-    """(kernel, reason) for computing in `dtype` (a resolved one) on the devices of `hardware`
-    (precision.Hardware)."""
+    """(kernel, reason) for a standalone batch norm's inference in `dtype` (a resolved one) on the devices of
+    `hardware` (precision.Hardware)."""
+    return _first(NORM_RULES, hardware, dtype)
+
+
+def pointwise_kernel(hardware, dtype):
+    """(kernel, reason) for a 1x1 convolution in training, as norm_kernel."""
+    return _first(POINTWISE_RULES, hardware, dtype)
+
+
+def _first(rules, hardware, dtype):
     device = "tpu" if hardware.tpu else "gpu" if hardware.gpus else "cpu"
-    _, _, kernel, why = next(rule for rule in NORM_RULES if rule[0] == device and rule[1] in (dtype, "*"))
+    _, _, kernel, why = next(rule for rule in rules if rule[0] == device and rule[1] in (dtype, "*"))
     return kernel, why

@@ -11,14 +11,14 @@ HEAD = "logits"
 def create(config, num_classes, dtype=None, norm_kernel=None):
     """(keras.Model, spec) for a training Config or the dict of a saved config.json, computing in `dtype` (default:
     the run's own, so that eval.py reproduces the numbers the run's evaluations logged). norm_kernel: how its
-    standalone batch norms infer (model.resnet_v2.BatchNormalization); default: the table's choice for the devices
-    the run computes on and its dtype (kernels.NORM_RULES)."""
+    standalone batch norms infer (model.resnet_v2.BatchNormalization); default, and for its 1x1 convolutions in
+    training always: the tables' choice for the devices the run computes on and its dtype (kernels.py)."""
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
     dtype = dtype or fields["dtype"]
-    if norm_kernel is None:
-        hardware = precision.detect(fields.get("num_gpus"), tpu=fields.get("strategy") == "tpu")
-        norm_kernel, _ = kernels.norm_kernel(hardware, dtype)
-    with precision.building(dtype), resnet.standalone_kernel(norm_kernel):
+    hardware = precision.detect(fields.get("num_gpus"), tpu=fields.get("strategy") == "tpu")
+    norm_kernel = norm_kernel or kernels.norm_kernel(hardware, dtype)[0]
+    with (precision.building(dtype), resnet.standalone_kernel(norm_kernel),
+          resnet.pointwise_kernel(kernels.pointwise_kernel(hardware, dtype)[0])):
         return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
                                    unit=fields["unit"], arch=fields["arch"], width=fields["width"],
                                    sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],

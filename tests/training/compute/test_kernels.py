@@ -23,6 +23,18 @@ def test_the_table_picks_by_device_and_dtype(hardware, dtype, kernel):
     assert chosen == kernel and why
 
 
+@pytest.mark.parametrize("hardware, dtype, kernel", [
+    (CPU, "float32", "matmul"),
+    (AMX, "float32", "matmul"),
+    (AMX, "bfloat16", "conv"),
+    (precision.Hardware("some CPU", frozenset(), gpus=(("H100", (9, 0)),)), "float32", "conv"),
+    (precision.Hardware("some CPU", frozenset(), tpu=True), "float32", "conv"),
+])
+def test_the_pointwise_table_picks_by_device_and_dtype(hardware, dtype, kernel):
+    chosen, why = kernels.pointwise_kernel(hardware, dtype)
+    assert chosen == kernel and why
+
+
 def test_a_runs_network_takes_this_machines_kernel_unless_told(monkeypatch):
     monkeypatch.setattr(precision, "detect", lambda *args, **kwargs: CPU)
     config = dict(model="resnet_v2", image_size=32, depth=8, unit="auto", arch="auto", width=1.0, sync_bn=False,
@@ -33,3 +45,6 @@ def test_a_runs_network_takes_this_machines_kernel_unless_told(monkeypatch):
     assert kernel_of(network.create(config, 10)[0]) == {"depthwise"}
     assert kernel_of(network.create(config, 10, "bfloat16")[0]) == {"fused"}  # the dtype asked for, not the run's
     assert kernel_of(network.create(config, 10, norm_kernel="fused")[0]) == {"fused"}
+    pointwise = {layer._pointwise_kernel for layer in network.create(config, 10)[0].layers
+                 if isinstance(layer, resnet_v2.Conv2D)}
+    assert pointwise == {"matmul"}
