@@ -98,7 +98,7 @@ def main(argv):
     import data
     import model
     from training.benchmark import timing
-    from training.compute import kernels, precision
+    from training.compute import network, precision
 
     bad_modes = [m for m in FLAGS.mode if m not in timing.MODES]
     if bad_modes or not FLAGS.mode:
@@ -122,9 +122,7 @@ def main(argv):
             info = data.get_info(FLAGS.data, FLAGS.data_dir)
             image_size, num_classes = info.image_size, info.num_classes
             dataset = data.make_train_dataset(info, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size)
-        norm_kernel, _ = kernels.norm_kernel(hardware, choice.dtype)
-        pointwise_kernel, _ = kernels.pointwise_kernel(hardware, choice.dtype)
-        with model.standalone_kernel(norm_kernel), model.pointwise_kernel(pointwise_kernel):
+        with network.building_kernels(hardware, choice.dtype) as (norm_kernel, pointwise_kernel):
             net, description = build(name, depth, image_size, num_classes, FLAGS.include_top)
     except (ValueError, data.DataError) as e:
         sys.exit(f"error: {e}")

@@ -189,9 +189,9 @@ def _made_by_a_convolution(tensor):
 class Conv2D(layers.Conv2D):
     """Keras' Conv2D, but a 1x1, stride-1 one in training can compute as a matrix multiplication (its gradients are
     then matrix multiplications too): "matmul" took 0.96-0.97x the time of oneDNN's convolution for ResNet-50
-    training with oneDNN held to AVX2, and the same unheld with AMX (docs/performance.md). Inference keeps the convolution, which Grappler folds
-    the next batch norm into. Read when a layer is built (pointwise_kernel()); the table that picks it per device
-    and dtype is training/compute/kernels.py."""
+    training with oneDNN held to AVX2, and the same unheld with AMX (docs/performance.md). Inference keeps the
+    convolution, which Grappler folds the next batch norm into. Read when a layer is built (pointwise_kernel());
+    the table that picks it per device and dtype is training/compute/kernels.py."""
     pointwise_kernel = "conv"
 
     def __init__(self, *args, **kwargs):
@@ -241,7 +241,7 @@ def batch_norm_factory(sync=False, momentum=BN_MOMENTUM, scale=True):
 def _conv(filters, kernel, stride, name, use_bias=False):
     # He initialization (variance scaling, fan-in, truncated normal), as slim's resnet_arg_scope.
     return Conv2D(filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
-                         use_bias=use_bias, kernel_initializer="he_normal", name=name)
+                  use_bias=use_bias, kernel_initializer="he_normal", name=name)
 
 
 def _conv_same(x, filters, kernel, stride, name, use_bias=False):

@@ -1,4 +1,5 @@
 """The network a run's config describes: one place turns a Config (or a run's saved config.json) into a model."""
+import contextlib
 import dataclasses
 
 import model as resnet
@@ -16,13 +17,21 @@ def create(config, num_classes, dtype=None, norm_kernel=None):
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
     dtype = dtype or fields["dtype"]
     hardware = precision.detect(fields.get("num_gpus"), tpu=fields.get("strategy") == "tpu")
-    norm_kernel = norm_kernel or kernels.norm_kernel(hardware, dtype)[0]
-    with (precision.building(dtype), resnet.standalone_kernel(norm_kernel),
-          resnet.pointwise_kernel(kernels.pointwise_kernel(hardware, dtype)[0])):
+    with precision.building(dtype), building_kernels(hardware, dtype, norm_kernel):
         return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
                                    unit=fields["unit"], arch=fields["arch"], width=fields["width"],
                                    sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],
                                    include_top=fields.get("include_top", True))
+
+
+@contextlib.contextmanager
+def building_kernels(hardware, dtype, norm_kernel=None):
+    """Networks built inside compute with the kernels.py tables' choices for `hardware` and `dtype` (norm_kernel:
+    the standalone batch norms' instead); yields (norm kernel, 1x1 convolution kernel)."""
+    norm_kernel = norm_kernel or kernels.norm_kernel(hardware, dtype)[0]
+    pointwise_kernel, _ = kernels.pointwise_kernel(hardware, dtype)
+    with resnet.standalone_kernel(norm_kernel), resnet.pointwise_kernel(pointwise_kernel):
+        yield norm_kernel, pointwise_kernel
 
 
 def freeze_backbone(net):
