@@ -126,13 +126,18 @@ def main(argv):
             net, description = build(name, depth, image_size, num_classes, FLAGS.include_top)
     except (ValueError, data.DataError) as e:
         sys.exit(f"error: {e}")
+    # Forward times inference as eval.py runs it (Keras' network as Keras runs it).
+    inference = net if FLAGS.reference or "forward" not in FLAGS.mode else network.for_inference(
+        net, hardware, choice.dtype)
     peak = None
     for mode in FLAGS.mode:
+        timed = inference if mode == "forward" else net
+        weights = "constants" if isinstance(timed, network.Frozen) else "variables"
         print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {mode}, "
               f"dtype {choice.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}"
               + ("" if FLAGS.reference else f", batch norm inference {norm_kernel}, 1x1 convolution training "
-                                             f"{pointwise_kernel}"))
-        fn = timing.make_workload(net, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
+                                             f"{pointwise_kernel}, weights as {weights}"))
+        fn = timing.make_workload(timed, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
         with timing.profiled(FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, mode)):
             mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)
         achieved = timing.flops_per_batch(net, mode, FLAGS.batch_size) / mean / 1e9

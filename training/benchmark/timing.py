@@ -15,7 +15,8 @@ MODES = {"forward": "Forward", "forward_backward": "Forward-backward", "train": 
 
 def make_workload(net, mode, batch_size, image_size, num_classes, xla=False, dataset=None):
     """A tf.function running one batch of `mode`: on fixed random inputs, as the chapter's benchmark does, or on the
-    next batch of `dataset` (images, labels), so that the input pipeline's cost is part of the time."""
+    next batch of `dataset` (images, labels), so that the input pipeline's cost is part of the time. For forward,
+    `net` may be any net(images, training=False), such as network.Frozen."""
     if dataset is None:
         fixed = (tf.random.normal((batch_size, image_size, image_size, 3)),
                  tf.random.uniform((batch_size,), maxval=num_classes, dtype=tf.int32))

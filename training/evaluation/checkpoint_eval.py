@@ -50,8 +50,7 @@ def run(config, out=print):
     strategy = strategies.create("auto")
     with strategy.scope():
         net, _ = network.create(run_config, info.num_classes)
-    evaluate = evaluation.Evaluator(strategy, net, info, config.batch_size or run_config["batch_size"],
-                                    config.data_dir or run_config["data_dir"], tta=config.tta)
+    hardware, dtype = network.target(run_config)
     precise = bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=run_config["batch_size"],
                                         examples=config.precise_bn_examples, seed=run_config["seed"],
                                         data_dir=config.data_dir or run_config["data_dir"])
@@ -65,6 +64,10 @@ def run(config, out=print):
         recomputed = precise.recompute()
         if recomputed:
             out(recomputed)
+        # With these weights (restored, statistics recomputed): a frozen graph's are fixed when it is made.
+        inference = network.for_inference(net, hardware, dtype, strategy.num_replicas_in_sync)
+        evaluate = evaluation.Evaluator(strategy, inference, info, config.batch_size or run_config["batch_size"],
+                                        config.data_dir or run_config["data_dir"], tta=config.tta)
         metrics = {**evaluate(), "step": step, "checkpoint": path, "weights": "ema" if averaged else "raw",
                    "tta": config.tta}
         # Created only now: a refused checkpoint leaves the run directory untouched.

@@ -1,6 +1,10 @@
-"""The batch-norm inference kernel per device and dtype (kernels.NORM_RULES) and the networks it reaches."""
+"""The kernels.py tables per device and dtype (batch-norm inference, 1x1 convolutions in training, inference's
+weights) and the networks they reach."""
+import numpy as np
 import pytest
+import tensorflow as tf
 
+import model
 from model import resnet_v2
 from training.compute import kernels, network, precision
 
@@ -48,3 +52,56 @@ def test_a_runs_network_takes_this_machines_kernel_unless_told(monkeypatch):
     pointwise = {layer._pointwise_kernel for layer in network.create(config, 10)[0].layers
                  if isinstance(layer, resnet_v2.Conv2D)}
     assert pointwise == {"matmul"}
+
+
+@pytest.mark.parametrize("hardware, dtype, kind", [
+    (CPU, "float32", "constants"),
+    (AMX, "float32", "constants"),
+    (AMX, "bfloat16", "variables"),  # not bitwise what the run logged
+    (precision.Hardware("some CPU", frozenset(), gpus=(("H100", (9, 0)),)), "float32", "variables"),
+    (precision.Hardware("some CPU", frozenset(), tpu=True), "bfloat16", "variables"),
+])
+def test_the_weights_table_picks_by_device_and_dtype(hardware, dtype, kind):
+    chosen, why = kernels.inference_weights(hardware, dtype)
+    assert chosen == kind and why
+
+
+@pytest.fixture(scope="module")
+def trained_looking_net():
+    """A depth-8 ResNet with this CPU's kernels and batch-norm statistics far from their initial 0 and 1."""
+    with network.building_kernels(CPU, "float32"):
+        net, _ = model.create_model("resnet_v2", 10, 32, depth=8)
+    for i, variable in enumerate(net.variables):
+        values = tf.random.stateless_uniform(variable.shape, seed=(i, 0), minval=0.5, maxval=1.5)
+        variable.assign(values if "variance" in variable.path or "gamma" in variable.path else values - 1.0)
+    return net
+
+
+def test_a_frozen_network_infers_bitwise_as_its_variables_did_when_it_was_made(trained_looking_net):
+    net = trained_looking_net
+    images = tf.random.stateless_normal((4, 32, 32, 3), seed=(1, 2))
+    live = tf.function(lambda x: net(x, training=False))
+    frozen = network.Frozen(net)
+    before = live(images).numpy()
+    assert np.array_equal(frozen(images).numpy(), before)
+    assert np.array_equal(tf.function(frozen)(images).numpy(), before)  # inside a graph, as the eval step calls it
+    originals = [v.numpy() for v in net.trainable_variables]
+    try:
+        for variable in net.trainable_variables:
+            variable.assign(variable * 1.5)
+        changed = live(images).numpy()
+        assert not np.array_equal(changed, before)
+        assert np.array_equal(frozen(images).numpy(), before)  # its weights are fixed: take a new one after a restore
+        assert np.array_equal(network.Frozen(net)(images).numpy(), changed)
+    finally:
+        for variable, value in zip(net.trainable_variables, originals):
+            variable.assign(value)
+    with pytest.raises(ValueError, match="only infers"):
+        frozen(images, training=True)
+
+
+def test_inference_freezes_as_the_table_says_and_on_one_replica_only(trained_looking_net):
+    net = trained_looking_net
+    assert isinstance(network.for_inference(net, CPU, "float32"), network.Frozen)
+    assert network.for_inference(net, CPU, "float32", replicas=2) is net
+    assert network.for_inference(net, AMX, "bfloat16") is net
