@@ -18,7 +18,7 @@ def create(config, num_classes, dtype=None, norm_kernel=None):
     the run's own, so that eval.py reproduces the numbers the run's evaluations logged). norm_kernel: how its
     standalone batch norms infer (model.resnet_v2.BatchNormalization); default, and for its 1x1 convolutions in
     training always: the tables' choice for the devices the run computes on and its dtype (kernels.py)."""
-    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    fields = _fields(config)
     hardware, dtype = target(fields, dtype)
     with precision.building(dtype), building_kernels(hardware, dtype, norm_kernel):
         return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
@@ -30,8 +30,12 @@ def create(config, num_classes, dtype=None, norm_kernel=None):
 def target(config, dtype=None):
     """(precision.Hardware, dtype) a run's network computes on and in: the devices of its config (a Config or a
     config.json's dict) on this machine, and `dtype` or the run's own."""
-    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    fields = _fields(config)
     return precision.detect(fields.get("num_gpus"), tpu=fields.get("strategy") == "tpu"), dtype or fields["dtype"]
+
+
+def _fields(config):
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
 
 
 @contextlib.contextmanager

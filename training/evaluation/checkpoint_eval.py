@@ -54,7 +54,7 @@ def run(config, out=print):
     precise = bn_stats.PreciseBatchNorm(strategy, net, info, batch_size=run_config["batch_size"],
                                         examples=config.precise_bn_examples, seed=run_config["seed"],
                                         data_dir=config.data_dir or run_config["data_dir"])
-    writer = metrics = None
+    writer = metrics = evaluate = None
     for choice in _checkpoints(config):
         path = choice.path
         try:
@@ -64,10 +64,12 @@ def run(config, out=print):
         recomputed = precise.recompute()
         if recomputed:
             out(recomputed)
-        # With these weights (restored, statistics recomputed): a frozen graph's are fixed when it is made.
+        # With these weights (restored, statistics recomputed): a frozen graph's are fixed when it is made, so each
+        # checkpoint gets its own evaluation; on the variables, one evaluation (traced once) serves them all.
         inference = network.for_inference(net, hardware, dtype, strategy.num_replicas_in_sync)
-        evaluate = evaluation.Evaluator(strategy, inference, info, config.batch_size or run_config["batch_size"],
-                                        config.data_dir or run_config["data_dir"], tta=config.tta)
+        if evaluate is None or inference is not net:
+            evaluate = evaluation.Evaluator(strategy, inference, info, config.batch_size or run_config["batch_size"],
+                                            config.data_dir or run_config["data_dir"], tta=config.tta)
         metrics = {**evaluate(), "step": step, "checkpoint": path, "weights": "ema" if averaged else "raw",
                    "tta": config.tta}
         # Created only now: a refused checkpoint leaves the run directory untouched.
