@@ -7,8 +7,12 @@ import time
 
 from support import start, train_args
 
-INSTANTS = 11  # per kind (fresh, resume): 22; a loaded machine may start up slower than it was measured
+INSTANTS = 11  # per kind (fresh, resume): 22
 SPREAD = 0.85
+# The start-up is measured once per kind, but a second test process finishing (or starting) moves this one's speed by
+# a third either way: CI's run measured 12.7 s under load and then started up in ~9 s, so its last instants landed
+# after start-up. Each kind must see its first 8 instants (up to 58 % of the measured start-up) stop in start-up.
+IN_STARTUP_PER_KIND = 8
 STARTUP_LINE = "stopped by SIGTERM; nothing new to save; run the same command to resume"
 
 
@@ -57,13 +61,15 @@ def test_sigterm_anywhere_in_startup_exits_143_in_one_line(cifar_subset_dir, tmp
             assert "Traceback" not in out + err and "pybind11" not in err, (kind, after, err[-3000:])
             assert status == 143, (kind, after, out, err[-3000:])
             assert (out + err).count("stopped by SIGTERM") == 1, (kind, after, out, err[-3000:])
-            in_startup = err.rstrip("\n").splitlines()[-1] == STARTUP_LINE
+            # The stop line is ours; a TensorFlow log line from another thread may still land after it on stderr.
+            in_startup = STARTUP_LINE in err.splitlines()
             # A signal after start-up stops after the step in flight, checkpoints, and says so on stdout's last line.
-            assert in_startup or out.rstrip("\n").splitlines()[-1].startswith("stopped by SIGTERM at step"), (
+            assert in_startup or (out.splitlines() or [""])[-1].startswith("stopped by SIGTERM at step"), (
                 kind, after, out, err[-3000:])
             outcomes.append((kind, round(after, 2), in_startup, round(exit_seconds, 2)))
     print(f"start-up: fresh {fresh_seconds:.1f} s, resume {resume_seconds:.1f} s; "
           f"(kind, signal at s, in start-up, s to exit): {outcomes}")
-    assert sum(in_startup for _, _, in_startup, _ in outcomes) >= 20
+    for kind in ("fresh", "resume"):
+        assert sum(in_startup for k, _, in_startup, _ in outcomes if k == kind) >= IN_STARTUP_PER_KIND, kind
     # A stop in start-up is immediate, well within any grace period.
     assert max(seconds for _, _, in_startup, seconds in outcomes if in_startup) < 3.0
