@@ -23,8 +23,9 @@ WEIGHTS_RULES = (  # how inference holds the weights: eval.py's and benchmark.py
     ("tpu", "*", "variables", "not measured: XLA compiles the graph whole"),
     ("gpu", "*", "variables", "not measured here (no GPU)"),
     ("cpu", "float32", "constants", "ResNet-152 forward, batch 32, on a 2-core Xeon with AMX: 1.06-1.17x with "
-                                    "oneDNN held to AVX2, 1.02-1.10x unheld; logits bitwise equal to the "
-                                    "variables' (ResNet-50 and -20, either ISA)"),
+                                    "oneDNN held to AVX2 and 1.02-1.10x unheld on a busy host, the same on a "
+                                    "quiet one; logits bitwise equal to the variables' (ResNet-50 and -20, "
+                                    "either ISA)"),
     ("cpu", "*", "variables", "in bfloat16 the frozen graph's logits were not bitwise equal to the variables', "
                               "so eval.py would not reproduce the numbers the run logged"),
 )
