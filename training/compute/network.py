@@ -58,8 +58,9 @@ def for_inference(net, hardware, dtype, replicas=1):
 
 class Frozen:
     """net(images, training=False) with the weights it had when this was made as constants of the graph. oneDNN's
-    convolutions then run faster than on variables (a ResNet-152 forward took 0.85-0.94x the time with oneDNN held to
-    AVX2, 0.94-0.98x unheld: docs/performance.md) and give bitwise the same logits. Inference only."""
+    convolutions then ran faster than on variables on a busy host (a ResNet-152 forward took 0.85-0.94x the time
+    with oneDNN held to AVX2, 0.94-0.98x unheld) and as fast on a quiet one (docs/performance.md), with bitwise the
+    same logits. Inference only."""
 
     def __init__(self, net):
         spec = tf.TensorSpec([None, *net.inputs[0].shape[1:]], net.inputs[0].dtype)
