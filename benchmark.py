@@ -122,7 +122,7 @@ def main(argv):
             info = data.get_info(FLAGS.data, FLAGS.data_dir)
             image_size, num_classes = info.image_size, info.num_classes
             dataset = data.make_train_dataset(info, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size)
-        with network.building_kernels(hardware, choice.dtype) as (norm_kernel, pointwise_kernel):
+        with network.building_kernels(hardware, choice.dtype) as chosen:
             net, description = build(name, depth, image_size, num_classes, FLAGS.include_top)
     except (ValueError, data.DataError) as e:
         sys.exit(f"error: {e}")
@@ -135,8 +135,9 @@ def main(argv):
         weights = "constants" if isinstance(timed, network.Frozen) else "variables"
         print(f"{description}, batch {FLAGS.batch_size}, {image_size}x{image_size}, mode {mode}, "
               f"dtype {choice.dtype}, xla {FLAGS.xla}, inputs {FLAGS.data or 'random'}"
-              + ("" if FLAGS.reference else f", batch norm inference {norm_kernel}, 1x1 convolution training "
-                                             f"{pointwise_kernel}, weights as {weights}"))
+              + ("" if FLAGS.reference else f", batch norm inference {chosen.norm}, 1x1 convolution training "
+                                             f"{chosen.pointwise}, 3x3 convolution {chosen.spatial}, "
+                                             f"weights as {weights}"))
         fn = timing.make_workload(timed, mode, FLAGS.batch_size, image_size, num_classes, FLAGS.xla, dataset)
         with timing.profiled(FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, mode)):
             mean, _ = timing.time_run(fn, timing.MODES[mode], FLAGS.num_batches, FLAGS.warmup_steps)

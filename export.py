@@ -58,8 +58,8 @@ def main(argv):
                   "float32 (and int8): export them without --dtype, or the SavedModel alone with it")
     print(choice.line(), flush=True)
     try:
-        # TensorFlow's fused batch norm: the formats run on machines other than this one, and their converters know it.
-        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype, norm_kernel="fused")
+        # TensorFlow's own kernels: the formats run on machines other than this one, and their converters know them.
+        model = trained.load(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.raw_weights, choice.dtype, portable=True)
         print(f"checkpoint {model.reason}", flush=True)
     except (trained.LoadError, data.DataError) as e:
         logs.fail(e)

@@ -26,12 +26,12 @@ class TrainedModel:
     reason: str = ""  # which checkpoint and why (checkpoints.choose)
 
 
-def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32", norm_kernel=None):
+def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32", portable=False):
     """The run in model_dir with the weights of `checkpoint` (a prefix, or 'best'; default: the best on the
     validation split, else the latest): the weights training chose for it (its weight EMA when the run has one and
     chose nothing), unless raw_weights; its network computing in `dtype`
-    (a resolved one; the weights stay float32 and the logits are float32) and normalizing with `norm_kernel`
-    (network.create's; default: this machine's). Needs no dataset when the run recorded its DatasetInfo in
+    (a resolved one; the weights stay float32 and the logits are float32) with this machine's kernels, or
+    TensorFlow's own where portable (network.create's). Needs no dataset when the run recorded its DatasetInfo in
     config.json."""
     try:
         config = run_dir.require_config(model_dir)
@@ -42,7 +42,7 @@ def load(model_dir, checkpoint=None, raw_weights=False, dtype="float32", norm_ke
         raise LoadError(run_dir.NO_CLASSIFIER.format(model_dir=model_dir))
     if info is None:  # a run from before config.json recorded its dataset: ask the dataset itself
         info = data.get_info(config["dataset"], config["data_dir"], config["image_size"])
-    net, _ = network.create(config, info.num_classes, dtype, norm_kernel)
+    net, _ = network.create(config, info.num_classes, dtype, portable)
     try:
         choice = checkpoints.choose(model_dir, checkpoint)
         step, averaged = checkpoints.restore_weights(choice.path, net, raw_weights or choice.weights == "raw")

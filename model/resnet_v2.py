@@ -11,6 +11,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from model import winograd
+
 # The chapter's `resnet_arg_scope`: batch norm with decay 0.997, epsilon 1e-5 and a learned scale.
 BN_MOMENTUM = 0.997
 BN_EPSILON = 1e-5
@@ -190,15 +192,26 @@ class Conv2D(layers.Conv2D):
     """Keras' Conv2D, but a 1x1, stride-1 one in training can compute as a matrix multiplication (its gradients are
     then matrix multiplications too): "matmul" took 0.96-0.97x the time of oneDNN's convolution for ResNet-50
     training with oneDNN held to AVX2, and the same unheld with AMX (docs/performance.md). Inference keeps the
-    convolution, which Grappler folds the next batch norm into. Read when a layer is built (pointwise_kernel());
-    the table that picks it per device and dtype is training/compute/kernels.py."""
+    convolution, which Grappler folds the next batch norm into. And a 3x3, stride-1 one can compute as Winograd's
+    F(2x2, 3x3) ("winograd", model/winograd.py; in training its input gradient too) where that is faster than the
+    direct convolution (winograd.applies). Read when a layer is built (pointwise_kernel(), spatial_kernel()); the
+    tables that pick them per device and dtype are training/compute/kernels.py."""
     pointwise_kernel = "conv"
+    spatial_kernel = "conv"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pointwise_kernel = type(self).pointwise_kernel
+        self._spatial_kernel = type(self).spatial_kernel
 
     def call(self, inputs, training=None):
+        if self._spatial_kernel == "winograd" and winograd.applies(self, inputs):
+            kernel = tf.cast(tf.convert_to_tensor(self.kernel), inputs.dtype)
+            outputs = (winograd.conv2d_for_training(inputs, kernel) if training
+                       else winograd.conv2d(inputs, winograd.transform_kernel(kernel)))
+            if self.use_bias:
+                outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
+            return self.activation(outputs)
         if not (training and self._pointwise_kernel == "matmul" and self.kernel_size == (1, 1)
                 and self.strides == (1, 1) and self.data_format == "channels_last"):
             return super().call(inputs)
@@ -218,6 +231,11 @@ def standalone_kernel(kernel):
 def pointwise_kernel(kernel):
     """1x1 convolutions built inside take `kernel` ("conv" or "matmul") in training."""
     return _built_with(Conv2D, "pointwise_kernel", kernel, ("conv", "matmul"))
+
+
+def spatial_kernel(kernel):
+    """3x3 convolutions built inside take `kernel` ("conv" or "winograd")."""
+    return _built_with(Conv2D, "spatial_kernel", kernel, ("conv", "winograd"))
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """The network a run's config describes: one place turns a Config (or a run's saved config.json) into a model."""
+import collections
 import contextlib
 import dataclasses
 
@@ -13,14 +14,15 @@ from training.compute import kernels, precision
 HEAD = "logits"
 
 
-def create(config, num_classes, dtype=None, norm_kernel=None):
+def create(config, num_classes, dtype=None, portable=False):
     """(keras.Model, spec) for a training Config or the dict of a saved config.json, computing in `dtype` (default:
-    the run's own, so that eval.py reproduces the numbers the run's evaluations logged). norm_kernel: how its
-    standalone batch norms infer (model.resnet_v2.BatchNormalization); default, and for its 1x1 convolutions in
-    training always: the tables' choice for the devices the run computes on and its dtype (kernels.py)."""
+    the run's own, so that eval.py reproduces the numbers the run's evaluations logged) with the kernels.py tables'
+    choices for the devices the run computes on and that dtype; portable: TensorFlow's own kernels where those
+    differ in inference (fused batch norm, direct convolutions), for formats that run on other machines and the
+    converters that know them."""
     fields = _fields(config)
     hardware, dtype = target(fields, dtype)
-    with precision.building(dtype), building_kernels(hardware, dtype, norm_kernel):
+    with precision.building(dtype), building_kernels(hardware, dtype, portable):
         return resnet.create_model(fields["model"], num_classes, fields["image_size"], depth=fields["depth"],
                                    unit=fields["unit"], arch=fields["arch"], width=fields["width"],
                                    sync_bn=fields["sync_bn"], bn_momentum=fields["bn_momentum"],
@@ -38,14 +40,19 @@ def _fields(config):
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
 
 
+Kernels = collections.namedtuple("Kernels", "norm pointwise spatial")
+
+
 @contextlib.contextmanager
-def building_kernels(hardware, dtype, norm_kernel=None):
-    """Networks built inside compute with the kernels.py tables' choices for `hardware` and `dtype` (norm_kernel:
-    the standalone batch norms' instead); yields (norm kernel, 1x1 convolution kernel)."""
-    norm_kernel = norm_kernel or kernels.norm_kernel(hardware, dtype)[0]
-    pointwise_kernel, _ = kernels.pointwise_kernel(hardware, dtype)
-    with resnet.standalone_kernel(norm_kernel), resnet.pointwise_kernel(pointwise_kernel):
-        yield norm_kernel, pointwise_kernel
+def building_kernels(hardware, dtype, portable=False):
+    """Networks built inside compute with the kernels.py tables' choices for `hardware` and `dtype` (portable:
+    TensorFlow's own in inference, as create's); yields them, a Kernels."""
+    chosen = Kernels(norm="fused" if portable else kernels.norm_kernel(hardware, dtype)[0],
+                     pointwise=kernels.pointwise_kernel(hardware, dtype)[0],  # training only
+                     spatial="conv" if portable else kernels.spatial_kernel(hardware, dtype)[0])
+    with (resnet.standalone_kernel(chosen.norm), resnet.pointwise_kernel(chosen.pointwise),
+          resnet.spatial_kernel(chosen.spatial)):
+        yield chosen
 
 
 def for_inference(net, hardware, dtype, replicas=1):

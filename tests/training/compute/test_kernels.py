@@ -1,5 +1,5 @@
-"""The kernels.py tables per device and dtype (batch-norm inference, 1x1 convolutions in training, inference's
-weights) and the networks they reach."""
+"""The kernels.py tables per device and dtype (batch-norm inference, 1x1 convolutions in training, 3x3 ones in
+inference, inference's weights) and the networks they reach."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,19 +39,32 @@ def test_the_pointwise_table_picks_by_device_and_dtype(hardware, dtype, kernel):
     assert chosen == kernel and why
 
 
-def test_a_runs_network_takes_this_machines_kernel_unless_told(monkeypatch):
+@pytest.mark.parametrize("hardware, dtype, kernel", [
+    (CPU, "float32", "winograd"),
+    (AMX, "float32", "winograd"),
+    (AMX, "bfloat16", "conv"),
+    (precision.Hardware("some CPU", frozenset(), gpus=(("H100", (9, 0)),)), "float32", "conv"),
+    (precision.Hardware("some CPU", frozenset(), tpu=True), "float32", "conv"),
+])
+def test_the_spatial_table_picks_by_device_and_dtype(hardware, dtype, kernel):
+    chosen, why = kernels.spatial_kernel(hardware, dtype)
+    assert chosen == kernel and why
+
+
+def test_a_runs_network_takes_this_machines_kernels_unless_portable(monkeypatch):
     monkeypatch.setattr(precision, "detect", lambda *args, **kwargs: CPU)
     config = dict(model="resnet_v2", image_size=32, depth=8, unit="auto", arch="auto", width=1.0, sync_bn=False,
                   bn_momentum=0.9, dtype="float32", num_gpus=0, strategy="auto")  # a saved config.json's fields
 
-    def kernel_of(net):
-        return {layer._standalone_kernel for layer in net.layers if isinstance(layer, resnet_v2.BatchNormalization)}
-    assert kernel_of(network.create(config, 10)[0]) == {"depthwise"}
-    assert kernel_of(network.create(config, 10, "bfloat16")[0]) == {"fused"}  # the dtype asked for, not the run's
-    assert kernel_of(network.create(config, 10, norm_kernel="fused")[0]) == {"fused"}
-    pointwise = {layer._pointwise_kernel for layer in network.create(config, 10)[0].layers
-                 if isinstance(layer, resnet_v2.Conv2D)}
-    assert pointwise == {"matmul"}
+    def kernels_of(net):
+        return ({layer._standalone_kernel for layer in net.layers if isinstance(layer, resnet_v2.BatchNormalization)},
+                {(layer._pointwise_kernel, layer._spatial_kernel) for layer in net.layers
+                 if isinstance(layer, resnet_v2.Conv2D)})
+    assert kernels_of(network.create(config, 10)[0]) == ({"depthwise"}, {("matmul", "winograd")})
+    # The dtype asked for, not the run's.
+    assert kernels_of(network.create(config, 10, "bfloat16")[0]) == ({"fused"}, {("conv", "conv")})
+    # Inference as TensorFlow's own kernels compute it; training as ever.
+    assert kernels_of(network.create(config, 10, portable=True)[0]) == ({"fused"}, {("matmul", "conv")})
 
 
 @pytest.mark.parametrize("hardware, dtype, kind", [
@@ -98,6 +111,18 @@ def test_a_frozen_network_infers_bitwise_as_its_variables_did_when_it_was_made(t
             variable.assign(value)
     with pytest.raises(ValueError, match="only infers"):
         frozen(images, training=True)
+
+
+def test_a_frozen_network_with_winograd_convolutions_infers_bitwise_as_its_variables_do():
+    # 256 channels, so that winograd.applies: the frozen graph folds the transformed kernel into a constant.
+    with network.building_kernels(CPU, "float32"):
+        inputs = tf.keras.Input((6, 6, 256))
+        x = resnet_v2.Conv2D(256, 3, padding="same", name="a")(inputs)
+        net = tf.keras.Model(inputs, resnet_v2.Conv2D(4, 3, padding="same", name="b")(tf.keras.layers.ReLU()(x)))
+    images = tf.random.stateless_normal((2, 6, 6, 256), seed=(5, 6))
+    live = tf.function(lambda x: net(x, training=False))
+    assert "BatchMatMulV2" in [op.type for op in live.get_concrete_function(images).graph.get_operations()]
+    assert np.array_equal(network.Frozen(net)(images).numpy(), live(images).numpy())
 
 
 def test_inference_freezes_as_the_table_says_and_on_one_replica_only(trained_looking_net):
