@@ -23,7 +23,8 @@ SPATIAL_RULES = (  # a 3x3, stride-1 convolution where model/winograd.py applies
     ("gpu", "*", "conv", "not measured here (no GPU): cuDNN picks its own algorithms, Winograd among them"),
     ("cpu", "float32", "winograd", "batch 32, on a 2-core Xeon with AMX, alternating: ResNet-152 forward 1.09x "
                                    "with oneDNN and XLA held to AVX2 and 1.07x unheld, ResNet-50 train 1.04x and "
-                                   "the same; logits within 3e-6 relative of the direct convolution's"),
+                                   "the same; outputs within 3e-6 of the direct convolution's, relative to the "
+                                   "largest"),
     ("cpu", "*", "conv", "not measured in bfloat16"),
 )
 
