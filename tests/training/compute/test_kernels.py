@@ -1,5 +1,5 @@
 """The kernels.py tables per device and dtype (batch-norm inference, 1x1 convolutions in training, 3x3 ones in
-inference, inference's weights) and the networks they reach."""
+training and inference, inference's weights) and the networks they reach."""
 import numpy as np
 import pytest
 import tensorflow as tf
